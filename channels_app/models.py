@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from hub.fields import EncryptedJSONField
+
+
+class ChannelKind(models.TextChoices):
+    WHATSAPP = "whatsapp", "WhatsApp"
+    INSTAGRAM = "instagram", "Instagram"
+    MESSENGER = "messenger", "Messenger"
+    TELEGRAM = "telegram", "Telegram"
+    SLACK = "slack", "Slack"
+    SMS = "sms", "SMS"
+    EMAIL = "email", "Email"
+    SIGNAL = "signal", "Signal"
+    WEBCHAT = "webchat", "Web chat"
+    API = "api", "API"
+
+
+def new_channel_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Channel(models.Model):
+    """Where a tenant's customers reach it: one provider account, one webhook URL."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=20, choices=ChannelKind.choices)
+    name = models.CharField(max_length=200)
+    # Credentials live here, encrypted at rest; the API never echoes the secret ones.
+    config = EncryptedJSONField(default=dict, blank=True)
+    channel_token = models.CharField(
+        max_length=64, unique=True, default=new_channel_token, editable=False
+    )
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="channels"
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def webhook_url(self, *, tenant_slug: str) -> str:
+        return f"{settings.HUB_PUBLIC_URL}/webhooks/{tenant_slug}/{self.kind}/{self.channel_token}/"

@@ -1,0 +1,43 @@
+"""The Celery app. tenant-schemas-celery puts the current schema in every task's headers and
+switches to it before the task runs; the request id travels the same way."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery.signals import before_task_publish, task_postrun, task_prerun
+from tenant_schemas_celery.app import CeleryApp
+
+from hub.context import request_id_var
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings.local")
+
+app = CeleryApp("hub")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+REQUEST_ID_HEADER = "hub_request_id"
+
+
+@before_task_publish.connect
+def _attach_request_id(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:
+    request_id = request_id_var.get()
+    if headers is not None and request_id and REQUEST_ID_HEADER not in headers:
+        headers[REQUEST_ID_HEADER] = request_id
+
+
+@task_prerun.connect
+def _restore_request_id(task: Any = None, **_kwargs: Any) -> None:
+    request = task.request if task is not None else None
+    headers = getattr(request, "headers", None) or {}
+    request_id = headers.get(REQUEST_ID_HEADER) or getattr(request, REQUEST_ID_HEADER, None)
+    task._hub_request_id_token = request_id_var.set(request_id)
+
+
+@task_postrun.connect
+def _forget_request_id(task: Any = None, **_kwargs: Any) -> None:
+    token = getattr(task, "_hub_request_id_token", None)
+    if token is not None:
+        request_id_var.reset(token)
+        task._hub_request_id_token = None

@@ -1,0 +1,68 @@
+"""Encryption at rest for credentials: Fernet with the `HUB_FIELD_KEYS` keys.
+
+The first key encrypts, every key decrypts, so a key is rotated by putting the new one first and
+running `manage.py rotate_field_keys` before the old one is dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
+
+
+@functools.cache
+def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+    if not keys:
+        raise ImproperlyConfigured("HUB_FIELD_KEYS holds no key.")
+    return MultiFernet([Fernet(key.encode()) for key in keys])
+
+
+def field_fernet() -> MultiFernet:
+    return _fernet(tuple(settings.HUB_FIELD_KEYS))
+
+
+def encrypt_text(plaintext: str) -> str:
+    return field_fernet().encrypt(plaintext.encode()).decode()
+
+
+def decrypt_text(token: str) -> str:
+    try:
+        return field_fernet().decrypt(token.encode()).decode()
+    except InvalidToken as error:
+        raise ImproperlyConfigured(
+            "A stored secret cannot be decrypted with any key in HUB_FIELD_KEYS."
+        ) from error
+
+
+def reencrypt_text(token: str) -> str:
+    """The same secret under the first (current) key."""
+    return field_fernet().rotate(token.encode()).decode()
+
+
+class EncryptedJSONField(models.TextField):
+    """A JSON value stored as a Fernet token; the database column never holds the plaintext."""
+
+    _pyi_private_set_type: Any
+    _pyi_private_get_type: Any
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        if value is None:
+            return None
+        return json.loads(decrypt_text(value))
+
+    def to_python(self, value: Any) -> Any:
+        return value
+
+    def get_prep_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return encrypt_text(json.dumps(value, sort_keys=True))
+
+    def value_to_string(self, obj: models.Model) -> str:
+        return json.dumps(self.value_from_object(obj))

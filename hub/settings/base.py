@@ -1,0 +1,235 @@
+"""Settings shared by every environment; each value comes from the environment (CONTRACT §2)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import dj_database_url
+
+from hub import env
+
+BASE_DIR = env.BASE_DIR
+VAR_DIR = env.var_dir()
+
+SECRET_KEY = env.env_str("HUB_SECRET_KEY") or env.generated_secret_key()
+DEBUG = env.env_bool("HUB_DEBUG", False)
+ALLOWED_HOSTS = env.env_list("HUB_ALLOWED_HOSTS", "localhost,127.0.0.1")
+HUB_PUBLIC_URL = env.env_str("HUB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env.env_list("HUB_CSRF_TRUSTED_ORIGINS", HUB_PUBLIC_URL)
+
+# Encryption at rest: the first key encrypts, every key decrypts, so keys can be rotated.
+HUB_FIELD_KEYS = env.env_list("HUB_FIELD_KEYS") or env.generated_field_keys().split(",")
+
+_database_url = env.service_url("DATABASE_URL")
+_redis_url = env.service_url("REDIS_URL")
+if not _database_url or not _redis_url:
+    # Commands that need neither (help, makemigrations --check) still work; those that do fail
+    # on connect, and manage.py has already said why.
+    _database_url = _database_url or "postgres://postgres@127.0.0.1:1/hub"
+    _redis_url = _redis_url or "redis://127.0.0.1:1/0"
+REDIS_URL: str = _redis_url
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        _database_url,
+        engine="django_tenants.postgresql_backend",
+        conn_max_age=env.env_int("HUB_DB_CONN_MAX_AGE", 0),
+        conn_health_checks=True,
+    )
+}
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.env_int(
+    "HUB_DB_CONNECT_TIMEOUT", 5
+)
+DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Tenancy. The public schema holds tenants, domains, API keys and the platform's own users;
+# everything a tenant owns lives in its schema. Deciding an app's side later is a painful migration.
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "channels",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.admin",
+    "agents",
+    "channels_app",
+    "conversations",
+    "billing",
+    "extraction",
+    "jobs",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+# New schemas are cloned from this migrated template instead of replaying every migration.
+TENANT_CREATION_FAKES_MIGRATIONS = True
+TENANT_BASE_SCHEMA = "_template"
+# One `SET search_path` per request instead of one per query.
+TENANT_LIMIT_SET_CALLS = True
+HUB_TENANT_PREFIX = "t"
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "hub.middleware.RequestIdMiddleware",
+    "hub.middleware.MetricsMiddleware",
+    "tenants.middleware.TenantRoutingMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# Tenant pages (admin, inbox) resolve through this; `/t/<slug>/` prefixes it, a tenant domain not.
+ROOT_URLCONF = "hub.tenant_urls"
+PUBLIC_SCHEMA_URLCONF = "hub.urls"
+ASGI_APPLICATION = "hub.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+# Set where `collectstatic` runs (production); locally files are served from the apps.
+STATIC_ROOT = env.env_str("HUB_STATIC_ROOT") or None
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+MEDIA_ROOT = VAR_DIR / "media"
+MEDIA_URL = "/media/"
+
+# Webhook bodies are capped by the channels app itself; this guards every other endpoint.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+
+def redis_backed_settings(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cache and the channel layer on one Redis URL."""
+    caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_FUNCTION": "django_tenants.cache.make_key",
+            "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+    channel_layers = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [url], "prefix": "hub:asgi"},
+        }
+    }
+    return caches, channel_layers
+
+
+CACHES, CHANNEL_LAYERS = redis_backed_settings(REDIS_URL)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["tenants.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "hub.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "hub.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+# Requests per minute for one API key, unless the key names its own limit.
+HUB_API_RATE_PER_MINUTE = env.env_int("HUB_API_RATE_PER_MINUTE", 600)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Hub API",
+    "DESCRIPTION": (
+        "Multi-tenant omnichannel conversation hub. Authenticate with "
+        "`Authorization: Bearer <api_key>`; the key decides the tenant. Every error has the shape "
+        '`{"error": {"code", "message", "details"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Celery: JSON only, acknowledged after the work so a killed worker loses nothing.
+CELERY_BROKER_URL = env.env_str("CELERY_BROKER_URL") or REDIS_URL
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+LOG_LEVEL = env.env_str("HUB_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "hub.logging.RequestIdFilter"}},
+    "formatters": {"json": {"()": "hub.logging.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": sys.stderr,
+            "formatter": "json",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.server": {"level": "WARNING"},
+        "celery": {"level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,3 @@
+"""A developer's machine: `make run` and `manage.py` beside it."""
+
+from hub.settings.base import *  # noqa: F403

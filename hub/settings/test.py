@@ -1,0 +1,20 @@
+"""The test suite: the servers `make test` was given, one Redis database per xdist worker."""
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+from hub.settings.base import *  # noqa: F403
+from hub.settings.base import REDIS_URL as _BASE_REDIS_URL
+
+# xdist workers share one Redis server; each gets its own database so queues never cross.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+_redis_db = 1 + int(_worker.removeprefix("gw") or 0) % 15
+REDIS_URL = urlunsplit(urlsplit(_BASE_REDIS_URL)._replace(path=f"/{_redis_db}"))
+CACHES, CHANNEL_LAYERS = redis_backed_settings(REDIS_URL)  # noqa: F405
+CELERY_BROKER_URL = REDIS_URL
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+HUB_PUBLIC_URL = "http://testserver"
+ALLOWED_HOSTS = ["*"]
+# Suspensions and new domains must show at once in tests.
+HUB_TENANT_CACHE_SECONDS = 0

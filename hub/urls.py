@@ -1,0 +1,28 @@
+"""The public URLconf: platform admin, REST API, docs, webhooks and operations."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from hub import ops
+from hub.admin_sites import platform_admin_site
+
+handler404 = "hub.exceptions.page_not_found"
+handler500 = "hub.exceptions.server_error"
+
+ops_urlpatterns = [
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics, name="metrics"),
+]
+
+api_urlpatterns = [
+    path("api/v1/", include("hub.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    *ops_urlpatterns,
+    *api_urlpatterns,
+    path("admin/", platform_admin_site.urls),
+]

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class JobRun(models.Model):
+    """One run of a periodic job in this tenant's schema: the audit record of what it did."""
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.CharField(max_length=100, db_index=True)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.status} at {self.started_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,27 @@
+"""Every periodic job, in one place. `manage.py bootstrap` writes them into django-celery-beat's
+tables once; after that the platform admin edits them and a redeploy keeps the edits."""
+
+from __future__ import annotations
+
+import json
+
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+# name -> (job, crontab: minute, hour)
+DEFAULT_SCHEDULES: dict[str, tuple[str, str, str]] = {
+    "Prune job-run history": ("job_runs.prune", "17", "3"),
+}
+
+
+def schedules_ensure() -> int:
+    created = 0
+    for name, (job, minute, hour) in DEFAULT_SCHEDULES.items():
+        crontab, _ = CrontabSchedule.objects.get_or_create(
+            minute=minute, hour=hour, day_of_week="*", day_of_month="*", month_of_year="*"
+        )
+        _, was_created = PeriodicTask.objects.get_or_create(
+            name=name,
+            defaults={"task": "jobs.dispatch", "crontab": crontab, "args": json.dumps([job])},
+        )
+        created += was_created
+    return created

@@ -1,0 +1,66 @@
+"""Reads on tenants and API keys (public schema)."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+
+from tenants.models import ApiKey, Domain, Tenant
+
+API_KEY_PATTERN = re.compile(r"^hub_([A-Za-z0-9]{8})_[A-Za-z0-9_-]{20,}$")
+
+_cache: dict[tuple[str, str], tuple[float, Tenant | None]] = {}
+
+
+def _cached(kind: str, key: str, load: Callable[[], Tenant | None]) -> Tenant | None:
+    """A short per-process cache: tenant routing runs on every request."""
+    ttl = float(getattr(settings, "HUB_TENANT_CACHE_SECONDS", 5))
+    now = time.monotonic()
+    hit = _cache.get((kind, key))
+    if ttl > 0 and hit and hit[0] > now:
+        return hit[1]
+    tenant = load()
+    if ttl > 0:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[(kind, key)] = (now + ttl, tenant)
+    return tenant
+
+
+def tenant_get_by_slug(*, slug: str) -> Tenant | None:
+    return _cached(
+        "slug", slug, lambda: Tenant.objects.filter(schema_name=slug, is_template=False).first()
+    )
+
+
+def tenant_get_by_domain(*, host: str) -> Tenant | None:
+    def load() -> Tenant | None:
+        domain = (
+            Domain.objects.select_related("tenant")
+            .filter(domain=host, tenant__is_template=False)
+            .first()
+        )
+        return domain.tenant if domain else None
+
+    return _cached("domain", host, load)
+
+
+def tenant_list_active() -> list[Tenant]:
+    return list(Tenant.objects.filter(is_active=True, is_template=False))
+
+
+def api_key_get_for_raw_key(*, raw_key: str) -> ApiKey | None:
+    """The key a caller presented, with its tenant, if it is well formed and known."""
+    from tenants.services import hash_api_key
+
+    match = API_KEY_PATTERN.match(raw_key)
+    if not match:
+        return None
+    api_key = ApiKey.objects.select_related("tenant").filter(prefix=match.group(1)).first()
+    if api_key is None or not hmac.compare_digest(api_key.hashed_key, hash_api_key(raw_key)):
+        return None
+    return api_key

