@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models
+from django.db import connection, models
 
 
 @functools.cache
@@ -43,6 +43,33 @@ def decrypt_text(token: str) -> str:
 def reencrypt_text(token: str) -> str:
     """The same secret under the first (current) key."""
     return field_fernet().rotate(token.encode()).decode()
+
+
+def encrypted_fields_rotate(model: type[models.Model]) -> int:
+    """Re-encrypts every encrypted column of `model` in the current schema under the first key.
+
+    Works on the stored tokens, so values are never decoded into Python and written back.
+    """
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    assert model._meta.pk is not None
+    pk = quote(str(model._meta.pk.column))
+    rotated = 0
+    for field in model._meta.concrete_fields:
+        if not isinstance(field, EncryptedJSONField):
+            continue
+        column = quote(str(field.column))
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {pk}, {column} FROM {table} WHERE {column} IS NOT NULL")  # noqa: S608
+            for row_pk, token in cursor.fetchall():
+                fresh = reencrypt_text(token)
+                if fresh != token:
+                    cursor.execute(
+                        f"UPDATE {table} SET {column} = %s WHERE {pk} = %s",  # noqa: S608
+                        [fresh, row_pk],
+                    )
+                    rotated += 1
+    return rotated
 
 
 class EncryptedJSONField(models.TextField):

@@ -128,7 +128,7 @@ def run() -> int:
         child_env["HUB_PUBLIC_URL"] = public_url
         _say("migrating the public schema and every tenant schema")
         _manage(child_env, "migrate_schemas", "--noinput", "-v", "0")
-        _manage(child_env, "bootstrap")
+        _manage(child_env, "bootstrap", "--demo")
         commands = {
             "web": [
                 sys.executable,
@@ -181,7 +181,6 @@ def run() -> int:
                     "up. Ctrl-C stops everything.",
                     f"  platform admin   {public_url}/admin/",
                     f"  demo admin       {public_url}/t/demo/admin/",
-                    f"  demo chat        {public_url}/t/demo/chat-demo/",
                     f"  API docs         {public_url}/api/docs/",
                     f"  readiness        {public_url}/readyz",
                 ]

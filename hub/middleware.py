@@ -19,6 +19,25 @@ LATENCY = Histogram(
 )
 
 
+class ProbeMiddleware:
+    """Answers `/healthz`, `/readyz` and `/metrics` first: probes call by the pod's IP, which is
+    no allowed host, and need no tenant, session or redirect."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        from hub import ops
+
+        self.get_response = get_response
+        self.routes: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+            "/healthz": ops.healthz,
+            "/readyz": ops.readyz,
+            "/metrics": ops.metrics,
+        }
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        view = self.routes.get(request.path_info)
+        return view(request) if view else self.get_response(request)
+
+
 class RequestIdMiddleware:
     """Accepts a caller's `X-Request-ID` (or makes one), logs under it and returns it."""
 

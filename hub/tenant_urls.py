@@ -3,13 +3,12 @@
 from django.urls import path
 
 from hub.admin_sites import tenant_admin_site
-from hub.urls import api_urlpatterns, ops_urlpatterns
+from hub.urls import api_urlpatterns
 
 handler404 = "hub.exceptions.page_not_found"
 handler500 = "hub.exceptions.server_error"
 
 urlpatterns = [
-    *ops_urlpatterns,
     *api_urlpatterns,
     path("admin/", tenant_admin_site.urls),
 ]

@@ -3,17 +3,10 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from hub import ops
 from hub.admin_sites import platform_admin_site
 
 handler404 = "hub.exceptions.page_not_found"
 handler500 = "hub.exceptions.server_error"
-
-ops_urlpatterns = [
-    path("healthz", ops.healthz, name="healthz"),
-    path("readyz", ops.readyz, name="readyz"),
-    path("metrics", ops.metrics, name="metrics"),
-]
 
 api_urlpatterns = [
     path("api/v1/", include("hub.api_urls")),
@@ -22,7 +15,6 @@ api_urlpatterns = [
 ]
 
 urlpatterns = [
-    *ops_urlpatterns,
     *api_urlpatterns,
     path("admin/", platform_admin_site.urls),
 ]

@@ -37,6 +37,11 @@ class TenantAdmin(admin.ModelAdmin):
     inlines = [DomainInline, ApiKeyInline]
     actions = ["suspend", "reactivate", "issue_api_key"]
 
+    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        # Deleting drops a schema and everything in it: suspend here, delete with
+        # `manage.py delete_tenant` on purpose.
+        return False
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         return super().get_queryset(request).filter(is_template=False)
 
@@ -101,7 +106,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 # Periodic jobs are edited in the platform admin; they run in the public schema and dispatch
-# per tenant (hub.tasks).
+# per tenant (jobs.tasks).
 platform_admin_site.register(beat_models.PeriodicTask, beat_admin.PeriodicTaskAdmin)
 platform_admin_site.register(beat_models.IntervalSchedule, beat_admin.IntervalScheduleAdmin)
 platform_admin_site.register(beat_models.CrontabSchedule, beat_admin.CrontabScheduleAdmin)

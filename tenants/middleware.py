@@ -16,8 +16,8 @@ from django.urls import include, path
 from tenants.connection import tenant_connection
 from tenants.selectors import tenant_get_by_domain, tenant_get_by_slug
 
-# Answered without touching the database: probes and assets.
-UNROUTED_PREFIXES = ("/healthz", "/readyz", "/metrics", "/static/")
+# Answered without touching the database (probes never get this far).
+UNROUTED_PREFIXES = ("/static/",)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -16,6 +16,9 @@ class Tenant(TenantMixin):
     suspended_at = models.DateTimeField(null=True, blank=True)
     # The migrated schema new tenants are cloned from; never routed to, never listed.
     is_template = models.BooleanField(default=False, editable=False)
+    max_group_participants = models.PositiveSmallIntegerField(
+        default=8, help_text="The most participants a group conversation may hold."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     auto_create_schema = True

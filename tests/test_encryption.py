@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 from cryptography.fernet import Fernet
+from django.core.management import call_command
 from django.db import connection
 
 from channels_app.models import Channel, ChannelKind
@@ -49,3 +52,22 @@ def test_channel_tokens_are_unguessable_and_unique(tenant_a) -> None:
         }
     assert len(tokens) == 5
     assert all(len(token) >= 16 for token in tokens)
+
+
+def test_rotate_field_keys_reencrypts_every_tenant(tenant_a, tenant_b, settings) -> None:
+    old_key = settings.HUB_FIELD_KEYS[0]
+    channels = {}
+    for info in (tenant_a, tenant_b):
+        with info.schema():
+            channels[info.slug] = Channel.objects.create(
+                kind=ChannelKind.SLACK, name="Slack", config={"signing_secret": info.slug}
+            ).pk
+    new_key = Fernet.generate_key().decode()
+    settings.HUB_FIELD_KEYS = [new_key, old_key]
+    call_command("rotate_field_keys", stdout=io.StringIO())
+    settings.HUB_FIELD_KEYS = [new_key]
+    for info in (tenant_a, tenant_b):
+        with info.schema():
+            assert Channel.objects.get(pk=channels[info.slug]).config == {
+                "signing_secret": info.slug
+            }

@@ -70,7 +70,7 @@ def test_make_run_starts_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> N
         assert demo_admin.status_code == 200
         log = launcher.log()
         assert "superuser 'admin'" in log
-        assert "/t/demo/chat-demo/" in log
+        assert "demo tenant created" in log
 
         # A second launcher in the same folder refuses and touches nothing.
         second = subprocess.run(

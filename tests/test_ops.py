@@ -125,3 +125,9 @@ def test_logs_mask_phones_and_emails_and_redact_secrets() -> None:
     assert "2026-11-22 10:15:00" in first["message"]
     assert first["access_token"] == "[redacted]"
     assert first["wa_id"] == "*********71"
+
+
+def test_probes_answer_whatever_the_host(client: Client, settings) -> None:
+    settings.ALLOWED_HOSTS = ["hub.example.com"]
+    assert client.get("/healthz", HTTP_HOST="10.1.2.3:8000").status_code == 200
+    assert client.get("/admin/login/", HTTP_HOST="10.1.2.3:8000").status_code == 400

@@ -12,14 +12,15 @@ from hub import env
 BASE_DIR = env.BASE_DIR
 VAR_DIR = env.var_dir()
 
-SECRET_KEY = env.env_str("HUB_SECRET_KEY") or env.generated_secret_key()
+# local.py and test.py fill these from var/ when unset; production.py refuses to start without.
+SECRET_KEY = env.env_str("HUB_SECRET_KEY")
 DEBUG = env.env_bool("HUB_DEBUG", False)
 ALLOWED_HOSTS = env.env_list("HUB_ALLOWED_HOSTS", "localhost,127.0.0.1")
 HUB_PUBLIC_URL = env.env_str("HUB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.env_list("HUB_CSRF_TRUSTED_ORIGINS", HUB_PUBLIC_URL)
 
 # Encryption at rest: the first key encrypts, every key decrypts, so keys can be rotated.
-HUB_FIELD_KEYS = env.env_list("HUB_FIELD_KEYS") or env.generated_field_keys().split(",")
+HUB_FIELD_KEYS = env.env_list("HUB_FIELD_KEYS")
 
 _database_url = env.service_url("DATABASE_URL")
 _redis_url = env.service_url("REDIS_URL")
@@ -55,6 +56,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.admin",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -84,9 +86,10 @@ TENANT_LIMIT_SET_CALLS = True
 HUB_TENANT_PREFIX = "t"
 
 MIDDLEWARE = [
+    "hub.middleware.RequestIdMiddleware",
+    "hub.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "hub.middleware.RequestIdMiddleware",
     "hub.middleware.MetricsMiddleware",
     "tenants.middleware.TenantRoutingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

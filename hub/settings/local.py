@@ -1,3 +1,9 @@
 """A developer's machine: `make run` and `manage.py` beside it."""
 
+from hub import env
 from hub.settings.base import *  # noqa: F403
+from hub.settings.base import HUB_FIELD_KEYS as _FIELD_KEYS
+from hub.settings.base import SECRET_KEY as _SECRET_KEY
+
+SECRET_KEY = _SECRET_KEY or env.generated_secret_key()
+HUB_FIELD_KEYS = _FIELD_KEYS or env.generated_field_keys().split(",")

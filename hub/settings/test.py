@@ -3,8 +3,8 @@
 import os
 from urllib.parse import urlsplit, urlunsplit
 
-from hub.settings.base import *  # noqa: F403
 from hub.settings.base import REDIS_URL as _BASE_REDIS_URL
+from hub.settings.local import *  # noqa: F403
 
 # xdist workers share one Redis server; each gets its own database so queues never cross.
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")

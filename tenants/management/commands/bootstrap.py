@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django_tenants.utils import schema_context
 
@@ -22,13 +22,21 @@ ADMIN_USERNAME = "admin"
 
 class Command(BaseCommand):
     help = (
-        "First-run setup for `make run`: the tenant template, the periodic jobs, the demo tenant "
-        "(web chat, an AI agent, credits) and a local superuser. Safe to run again."
+        "Deploy-time setup: the tenant template and the periodic jobs. With --demo (what `make "
+        "run` does) also the demo tenant (web chat, an AI agent, credits) and a local superuser. "
+        "Safe to run again."
     )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--demo", action="store_true", help="Also create the demo tenant.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         tenant_template_ensure()
         schedules_ensure()
+        if options["demo"]:
+            self._demo()
+
+    def _demo(self) -> None:
         password = secrets.token_urlsafe(12)
         if not Tenant.objects.filter(schema_name=DEMO_SLUG).exists():
             provisioned = tenant_provision(slug=DEMO_SLUG, name="Demo", credits=DEMO_CREDITS)
