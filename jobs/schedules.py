@@ -10,6 +10,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 # name -> (job, crontab: minute, hour)
 DEFAULT_SCHEDULES: dict[str, tuple[str, str, str]] = {
     "Prune job-run history": ("job_runs.prune", "17", "3"),
+    "Wake snoozed conversations": ("conversations.wake_snoozed", "*", "*"),
 }
 
 

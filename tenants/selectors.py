@@ -64,3 +64,21 @@ def api_key_get_for_raw_key(*, raw_key: str) -> ApiKey | None:
     if api_key is None or not hmac.compare_digest(api_key.hashed_key, hash_api_key(raw_key)):
         return None
     return api_key
+
+
+def tenant_current() -> Tenant:
+    """The tenant whose schema the connection is in. Requests and tasks set the real row;
+    `schema_context` only a stand-in, so look it up then."""
+    from tenants.connection import tenant_connection
+
+    tenant = tenant_connection().tenant
+    if isinstance(tenant, Tenant):
+        return tenant
+    found = _cached(
+        "slug",
+        tenant.schema_name,
+        lambda: Tenant.objects.filter(schema_name=tenant.schema_name).first(),
+    )
+    if found is None:
+        raise LookupError(f"No tenant for schema {tenant.schema_name!r}")
+    return found

@@ -139,6 +139,29 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "/media/"
 
+# Attachments go through Django's storage API: the filesystem under var/media by default, any
+# S3-compatible bucket when HUB_S3_BUCKET is set (install the `s3` extra).
+if env.env_str("HUB_S3_BUCKET"):
+    _default_storage: dict[str, Any] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.env_str("HUB_S3_BUCKET"),
+            "endpoint_url": env.env_str("HUB_S3_ENDPOINT_URL") or None,
+            "region_name": env.env_str("HUB_S3_REGION") or None,
+            "access_key": env.env_str("HUB_S3_ACCESS_KEY_ID") or None,
+            "secret_key": env.env_str("HUB_S3_SECRET_ACCESS_KEY") or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+else:
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
 # Webhook bodies are capped by the channels app itself; this guards every other endpoint.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 

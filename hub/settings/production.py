@@ -27,6 +27,6 @@ SESSION_COOKIE_SECURE = env.env_bool("HUB_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 DATABASES["default"]["CONN_MAX_AGE"] = env.env_int("HUB_DB_CONN_MAX_AGE", 60)  # noqa: F405
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }

@@ -1,0 +1,13 @@
+"""The conversation domain's periodic jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conversations.services.conversations import conversations_wake_snoozed
+from jobs.registry import tenant_job
+
+
+@tenant_job("conversations.wake_snoozed")
+def wake_snoozed() -> dict[str, Any]:
+    return conversations_wake_snoozed()

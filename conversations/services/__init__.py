@@ -1,0 +1,2 @@
+"""Writes on the conversation domain. Each service is atomic; its side effects (events, delivery)
+run after commit."""

@@ -1,0 +1,120 @@
+"""Contacts and their identities: create, identify, merge, erase."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from conversations.events import contact_payload
+from conversations.models import Contact, ContactIdentity, Message, Participant
+from hub.events import event_publish
+from hub.exceptions import ApplicationError, ConflictError
+
+CONTACT_FIELDS = ("name", "email", "phone", "avatar_url", "language", "attributes")
+
+
+class IdentityTaken(ConflictError):
+    default_code = "identity_taken"
+    default_detail = "That channel identity already belongs to another contact."
+
+
+class InvalidMerge(ApplicationError):
+    default_code = "invalid_merge"
+
+
+@transaction.atomic
+def contact_create(*, identities: Iterable[tuple[str, str]] = (), **fields: Any) -> Contact:
+    """A new contact with its channel identities; an identity already taken is a 409."""
+    contact = Contact.objects.create(**{k: v for k, v in fields.items() if k in CONTACT_FIELDS})
+    try:
+        with transaction.atomic():
+            ContactIdentity.objects.bulk_create(
+                ContactIdentity(contact=contact, channel_kind=kind, external_id=external_id)
+                for kind, external_id in identities
+            )
+    except IntegrityError:
+        raise IdentityTaken() from None
+    event_publish(name="contact.created", payload=contact_payload(contact))
+    return contact
+
+
+@transaction.atomic
+def contact_update(*, contact: Contact, **fields: Any) -> Contact:
+    changed = [key for key in CONTACT_FIELDS if key in fields]
+    for key in changed:
+        setattr(contact, key, fields[key])
+    contact.save(update_fields=[*changed, "updated_at"])
+    return contact
+
+
+def contact_identify(
+    *, channel_kind: str, external_id: str, name: str = "", **fields: Any
+) -> tuple[Contact, bool]:
+    """The contact a channel knows by `external_id`, created on first sight. Safe when two
+    webhooks for a new contact race: one creates, the other finds it."""
+    identity = (
+        ContactIdentity.objects.select_related("contact")
+        .filter(channel_kind=channel_kind, external_id=external_id)
+        .first()
+    )
+    if identity:
+        return identity.contact, False
+    try:
+        contact = contact_create(identities=[(channel_kind, external_id)], name=name, **fields)
+    except IdentityTaken:
+        identity = ContactIdentity.objects.select_related("contact").get(
+            channel_kind=channel_kind, external_id=external_id
+        )
+        return identity.contact, False
+    return contact, True
+
+
+@transaction.atomic
+def contact_merge(*, target: Contact, source: Contact) -> Contact:
+    """Moves the source's identities, conversations, messages and attributes onto the target
+    and deletes the source. The target's own values win; blanks are filled from the source."""
+    if target.pk == source.pk:
+        raise InvalidMerge("A contact cannot be merged into itself.")
+    first, second = sorted([target.pk, source.pk])
+    list(Contact.objects.select_for_update().filter(pk__in=[first, second]).order_by("pk"))
+    ContactIdentity.objects.filter(contact=source).update(contact=target)
+    source.conversations.update(contact=target)
+    Message.objects.filter(sender_contact=source).update(sender_contact=target)
+    for participant in Participant.objects.filter(contact=source):
+        kept = Participant.objects.filter(
+            conversation_id=participant.conversation_id, contact=target
+        )
+        if kept.exists():
+            kept.update(last_read_seq=Greatest(F("last_read_seq"), participant.last_read_seq))
+            participant.delete()
+        else:
+            participant.contact = target
+            participant.save(update_fields=["contact"])
+    for key in ("name", "email", "phone", "avatar_url", "language"):
+        if not getattr(target, key) and getattr(source, key):
+            setattr(target, key, getattr(source, key))
+    target.attributes = {**source.attributes, **target.attributes}
+    target.save()
+    source.delete()
+    return target
+
+
+@transaction.atomic
+def contact_erase(*, contact: Contact) -> Contact:
+    """Removes a contact's personal data and every message of its conversations, keeping the
+    rows (so counts and seqs stay) with their content emptied."""
+    from conversations.services.messages import messages_erase
+
+    contact.identities.all().delete()
+    messages_erase(messages=Message.objects.filter(conversation__contact=contact))
+    for key in ("name", "email", "phone", "avatar_url", "language"):
+        setattr(contact, key, "")
+    contact.attributes = {}
+    contact.erased_at = timezone.now()
+    contact.save()
+    return contact

@@ -1,0 +1,212 @@
+"""Messages: the gap-free seq, idempotent creates, monotonic delivery status, soft delete."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from conversations.content import content_validate
+from conversations.events import message_payload
+from conversations.models import Contact, Conversation, Message, Operator
+from hub.events import event_publish
+
+logger = logging.getLogger(__name__)
+
+Status = Message.Status
+
+# The statuses a message may move to each status from. Anything else is a late or repeated
+# callback (providers deliver out of order) and is ignored, never an error.
+ALLOWED_FROM: dict[str, set[str]] = {
+    Status.SENT: {Status.PENDING},
+    Status.DELIVERED: {Status.PENDING, Status.SENT},
+    Status.READ: {Status.PENDING, Status.SENT, Status.DELIVERED},
+    Status.FAILED: {Status.PENDING, Status.SENT},
+}
+
+ERASED_CONTENT = {"type": "unsupported", "description": "erased"}
+
+
+def _existing(
+    conversation: Conversation, *, client_id: str, provider_message_id: str
+) -> Message | None:
+    if client_id:
+        found = Message.objects.filter(conversation=conversation, client_id=client_id).first()
+        if found:
+            return found
+    if provider_message_id:
+        return Message.objects.filter(
+            channel_id=conversation.channel_id, provider_message_id=provider_message_id
+        ).first()
+    return None
+
+
+@transaction.atomic
+def message_create(
+    *,
+    conversation: Conversation,
+    direction: str,
+    sender_type: str,
+    content: Any,
+    status: str,
+    sender_contact: Contact | None = None,
+    sender_operator: Operator | None = None,
+    provider_message_id: str = "",
+    client_id: str = "",
+    is_private: bool = False,
+) -> tuple[Message, bool]:
+    """Stores a message with the next seq of its conversation. Returns `(message, created)`.
+
+    The seq is taken under the conversation row's lock in this transaction, so concurrent
+    writers get consecutive seqs with no gap or duplicate. A repeated `client_id` (per
+    conversation) or `provider_message_id` (per channel) returns the first message unchanged.
+    """
+    normalised, text = content_validate(content)
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    existing = _existing(locked, client_id=client_id, provider_message_id=provider_message_id)
+    if existing:
+        return existing, False
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                conversation=locked,
+                channel_id=locked.channel_id,
+                seq=locked.last_seq + 1,
+                direction=direction,
+                sender_type=sender_type,
+                sender_contact=sender_contact,
+                sender_operator=sender_operator,
+                content=normalised,
+                text=text,
+                status=status,
+                provider_message_id=provider_message_id,
+                client_id=client_id,
+                is_private=is_private,
+            )
+    except IntegrityError:
+        # The same provider id arrived for another conversation of the channel meanwhile.
+        found = _existing(locked, client_id=client_id, provider_message_id=provider_message_id)
+        if found is None:
+            raise
+        return found, False
+    locked.last_seq = message.seq
+    locked.last_message = message
+    locked.last_activity_at = now
+    locked.save(update_fields=["last_seq", "last_message", "last_activity_at", "updated_at"])
+    conversation.last_seq, conversation.last_message = locked.last_seq, message
+    conversation.last_activity_at = now
+    event_publish(name="message.created", payload=message_payload(message))
+    return message, True
+
+
+@transaction.atomic
+def message_receive(
+    *,
+    conversation: Conversation,
+    contact: Contact,
+    content: Any,
+    provider_message_id: str = "",
+) -> tuple[Message, bool]:
+    """An inbound message from the contact. A resolved or snoozed conversation opens again."""
+    from conversations.services.conversations import conversation_reopen_for_contact
+
+    message, created = message_create(
+        conversation=conversation,
+        direction=Message.Direction.IN,
+        sender_type=Message.SenderType.CONTACT,
+        sender_contact=contact,
+        content=content,
+        status=Status.RECEIVED,
+        provider_message_id=provider_message_id,
+    )
+    if created:
+        conversation_reopen_for_contact(conversation=conversation)
+    return message, created
+
+
+@transaction.atomic
+def message_send(
+    *,
+    conversation: Conversation,
+    content: Any,
+    sender_type: str,
+    sender_operator: Operator | None = None,
+    client_id: str = "",
+    is_private: bool = False,
+) -> tuple[Message, bool]:
+    """An outbound message, recorded as `pending` and handed to the channel's delivery after
+    commit. A private note is stored for operators only and never delivered."""
+    from channels_app.tasks import message_deliver_task
+
+    message, created = message_create(
+        conversation=conversation,
+        direction=Message.Direction.OUT,
+        sender_type=sender_type,
+        sender_operator=sender_operator,
+        content=content,
+        status=Status.SENT if is_private else Status.PENDING,
+        client_id=client_id,
+        is_private=is_private,
+    )
+    if created and not is_private:
+        message_id = str(message.pk)
+        transaction.on_commit(lambda: message_deliver_task.delay(message_id))
+    return message, created
+
+
+@transaction.atomic
+def message_status_update(
+    *,
+    message: Message,
+    status: str,
+    provider_message_id: str = "",
+    error_code: str = "",
+    error_message: str = "",
+) -> bool:
+    """Moves a message's status forward only. Returns False (and logs) for a status that would
+    go backwards or repeat: a late `sent` never overwrites `delivered` or `read`."""
+    allowed = ALLOWED_FROM.get(status)
+    if allowed is None:
+        raise ValueError(f"Not a status a delivery reports: {status!r}")
+    changes: dict[str, Any] = {"status": status, "updated_at": timezone.now()}
+    if provider_message_id:
+        changes["provider_message_id"] = provider_message_id
+    if status == Status.FAILED:
+        changes["error_code"] = error_code[:100]
+        changes["error_message"] = error_message
+    updated = Message.objects.filter(pk=message.pk, status__in=allowed).update(**changes)
+    if not updated:
+        logger.info(
+            "message status not moved backwards",
+            extra={"message_id": str(message.pk), "status": status},
+        )
+        return False
+    message.refresh_from_db()
+    event_publish(name="message.updated", payload=message_payload(message))
+    return True
+
+
+@transaction.atomic
+def message_soft_delete(*, message: Message) -> Message:
+    if message.deleted_at is None:
+        message.deleted_at = timezone.now()
+        message.save(update_fields=["deleted_at", "updated_at"])
+        event_publish(name="message.updated", payload=message_payload(message))
+    return message
+
+
+def messages_erase(*, messages: QuerySet[Message]) -> int:
+    """Empties the content of messages (and deletes their files), keeping the rows."""
+    from conversations.models import Attachment
+
+    attachments = Attachment.objects.filter(message__in=messages)
+    for attachment in attachments:
+        attachment.file.delete(save=False)
+    attachments.delete()
+    return messages.update(
+        content=ERASED_CONTENT, text="", deleted_at=timezone.now(), updated_at=timezone.now()
+    )
