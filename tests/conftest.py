@@ -37,6 +37,23 @@ class TenantInfo:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(
+    django_test_environment: None,
+    django_db_blocker: pytest.FixtureRequest,
+    django_db_modify_db_settings: None,
+) -> Iterator[None]:
+    """The one test database, whatever the selected tests ask for: pytest-django would create
+    it only for tests using its `db` fixtures, and ours often commit instead (`committed_db`)."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default": False})
+    yield
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture(scope="session")
 def tenants(
     django_db_setup: None, django_db_blocker: pytest.FixtureRequest
 ) -> dict[str, TenantInfo]:

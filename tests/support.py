@@ -29,11 +29,12 @@ def database_url_for_tests() -> str:
 
 
 def child_env(**extra: str) -> dict[str, str]:
+    """The test settings for a child process: the test database, and the same REDIS_URL and
+    xdist worker id as this process, from which the test settings derive the same Redis db."""
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="hub.settings.test",
         DATABASE_URL=database_url_for_tests(),
-        REDIS_URL=settings.REDIS_URL,
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -74,6 +74,7 @@ TENANT_APPS = [
     "billing",
     "extraction",
     "jobs",
+    "webhooks",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 TENANT_MODEL = "tenants.Tenant"

@@ -6,10 +6,12 @@ from urllib.parse import urlsplit, urlunsplit
 from hub.settings.base import REDIS_URL as _BASE_REDIS_URL
 from hub.settings.local import *  # noqa: F403
 
-# xdist workers share one Redis server; each gets its own database so queues never cross.
-_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-_redis_db = 1 + int(_worker.removeprefix("gw") or 0) % 15
-REDIS_URL = urlunsplit(urlsplit(_BASE_REDIS_URL)._replace(path=f"/{_redis_db}"))
+# xdist workers share one Redis server; each gets its own database, counted on from the one in
+# REDIS_URL, so queues never cross (nor do those of two suites given different databases).
+_worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_base = urlsplit(_BASE_REDIS_URL)
+_redis_db = (int(_base.path.strip("/") or 0) + 1 + _worker) % 16
+REDIS_URL = urlunsplit(_base._replace(path=f"/{_redis_db}"))
 CACHES, CHANNEL_LAYERS = redis_backed_settings(REDIS_URL)  # noqa: F405
 CELERY_BROKER_URL = REDIS_URL
 
