@@ -52,3 +52,39 @@ class Channel(models.Model):
 
     def webhook_url(self, *, tenant_slug: str) -> str:
         return f"{settings.HUB_PUBLIC_URL}/webhooks/{tenant_slug}/{self.kind}/{self.channel_token}/"
+
+
+class InboundEvent(models.Model):
+    """A provider's webhook body, committed before the provider gets its 2xx: the durable inbox.
+
+    Keyed by the provider's own event id, so a redelivery is recognised and processed once.
+    """
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        PROCESSED = "processed"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="inbound_events")
+    provider_event_id = models.CharField(max_length=255)
+    body = models.TextField(help_text="The raw body, exactly as received.")
+    content_type = models.CharField(max_length=100)
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "provider_event_id"], name="inbound_event_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel.kind} {self.provider_event_id}"

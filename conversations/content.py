@@ -75,13 +75,41 @@ def content_validate(content: Any) -> tuple[dict[str, Any], str]:
         raise _fail("type", f"Must be one of: {', '.join(sorted(TYPES))}.")
     allowed: set[str]
     if kind == "text":
-        allowed = {"type", "text"}
+        # `choice`: the button or list row a contact picked; `reply_to`: the provider id of the
+        # message answered; `edited`: the contact changed it after sending.
+        allowed = {"type", "text", "choice", "reply_to", "edited"}
         text = _string(content, "text", required=True, limit=MAX_TEXT)
         normalised: dict[str, Any] = {"type": kind, "text": text}
+        if content.get("choice") is not None:
+            choice = content["choice"]
+            if not isinstance(choice, dict):
+                raise _fail("choice", "Must be an object with id and title.")
+            normalised["choice"] = {
+                "id": _string(choice, "id", required=True, limit=200),
+                "title": _string(choice, "title", required=False, limit=200),
+            }
+        reply_to = _string(content, "reply_to", required=False, limit=255)
+        if reply_to:
+            normalised["reply_to"] = reply_to
+        if content.get("edited") is True:
+            normalised["edited"] = True
         searchable = text
     elif kind in MEDIA_TYPES:
-        allowed = {"type", "url", "attachment_id", "caption", "filename", "mime_type", "media_id"}
+        allowed = {
+            "type",
+            "url",
+            "attachment_id",
+            "caption",
+            "filename",
+            "mime_type",
+            "media_id",
+            "voice",
+            "sticker",
+        }
         normalised = {"type": kind}
+        for flag in ("voice", "sticker"):
+            if content.get(flag) is True:
+                normalised[flag] = True
         for key, limit in (("url", 2000), ("attachment_id", 64), ("media_id", 255)):
             value = _string(content, key, required=False, limit=limit)
             if value:

@@ -3,6 +3,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from channels_app.views import provider_webhook
 from hub.admin_sites import platform_admin_site
 
 handler404 = "hub.exceptions.page_not_found"
@@ -16,5 +17,10 @@ api_urlpatterns = [
 
 urlpatterns = [
     *api_urlpatterns,
+    path(
+        "webhooks/<str:slug>/<str:kind>/<str:channel_token>/",
+        provider_webhook,
+        name="provider-webhook",
+    ),
     path("admin/", platform_admin_site.urls),
 ]

@@ -11,6 +11,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 DEFAULT_SCHEDULES: dict[str, tuple[str, str, str]] = {
     "Prune job-run history": ("job_runs.prune", "17", "3"),
     "Wake snoozed conversations": ("conversations.wake_snoozed", "*", "*"),
+    "Sweep stranded inbound events": ("channels.sweep_inbound", "*", "*"),
 }
 
 

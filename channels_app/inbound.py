@@ -1,0 +1,154 @@
+"""The durable inbox: a webhook body is committed first, then turned into conversation data by a
+Celery task. Redelivered bodies are recognised by the provider's event id and processed once."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
+
+from channels_app.models import Channel, InboundEvent
+from channels_app.providers import provider_for
+from channels_app.providers.base import InboundMessage, StatusUpdate
+from conversations.models import Message
+from conversations.services.contacts import contact_identify
+from conversations.services.conversations import conversation_open
+from conversations.services.edits import message_edit
+from conversations.services.messages import message_receive, message_status_update
+
+logger = logging.getLogger(__name__)
+
+# Left unprocessed this long (Redis or the worker was down), an event is enqueued again.
+STRANDED_AFTER = timedelta(minutes=1)
+MAX_ATTEMPTS = 10
+
+
+def inbound_event_record(
+    *, channel: Channel, provider_event_id: str, body: bytes, content_type: str
+) -> tuple[InboundEvent, bool]:
+    """Commits the raw event. Returns `(event, created)`; `created` is False for a redelivery."""
+    try:
+        with transaction.atomic():
+            event = InboundEvent.objects.create(
+                channel=channel,
+                provider_event_id=provider_event_id[:255],
+                body=body.decode("utf-8", errors="replace"),
+                content_type=content_type[:100],
+            )
+    except IntegrityError:
+        existing = InboundEvent.objects.get(channel=channel, provider_event_id=provider_event_id)
+        return existing, False
+    return event, True
+
+
+def inbound_event_enqueue(*, event_id: uuid.UUID | str) -> bool:
+    """Hands an event to the workers. Never raises: with Redis down the event waits in the
+    database and the sweeper enqueues it later."""
+    from channels_app.tasks import inbound_event_process_task
+
+    try:
+        inbound_event_process_task.delay(str(event_id))
+    except (RedisError, BrokerError, OSError) as error:
+        logger.warning(
+            "broker unavailable; inbound event left for the sweeper",
+            extra={"event_id": str(event_id), "error": type(error).__name__},
+        )
+        return False
+    return True
+
+
+def _apply_message(channel: Channel, part: InboundMessage) -> None:
+    if part.edit_of:
+        original = Message.objects.filter(channel=channel, provider_message_id=part.edit_of).first()
+        if original is not None:
+            message_edit(message=original, content=part.content)
+            return
+    contact, _ = contact_identify(
+        channel_kind=channel.kind,
+        external_id=part.external_id,
+        name=part.name,
+        **{k: v for k, v in part.profile.items() if k in {"phone", "email", "language"}},
+    )
+    conversation, _ = conversation_open(
+        channel=channel,
+        contact=contact,
+        provider_thread_id=part.thread_id,
+        type=part.conversation_type,
+    )
+    message_receive(
+        conversation=conversation,
+        contact=contact,
+        content=part.content,
+        provider_message_id=part.provider_message_id,
+    )
+
+
+def _apply_status(channel: Channel, part: StatusUpdate) -> None:
+    message = Message.objects.filter(
+        channel=channel, provider_message_id=part.provider_message_id
+    ).first()
+    if message is None:
+        logger.info("status for an unknown message ignored", extra={"channel_kind": channel.kind})
+        return
+    message_status_update(
+        message=message,
+        status=part.status,
+        error_code=part.error_code,
+        error_message=part.error_message,
+    )
+
+
+def inbound_event_process(*, event_id: uuid.UUID | str) -> InboundEvent | None:
+    """Turns one stored event into contacts, conversations, messages and status changes.
+
+    Idempotent: a processed event is skipped, and messages are keyed by the provider's id, so a
+    task run twice (a worker killed mid-way) stores nothing twice.
+    """
+    with transaction.atomic():
+        event = (
+            InboundEvent.objects.select_for_update(skip_locked=True)
+            .select_related("channel")
+            .filter(pk=event_id, status=InboundEvent.Status.RECEIVED)
+            .first()
+        )
+        if event is None:
+            return None
+        channel = event.channel
+        provider = provider_for(kind=channel.kind, config=channel.config)
+        event.attempts += 1
+        try:
+            if provider is None:
+                raise LookupError(f"no provider for {channel.kind}")
+            payload = provider.decode(body=event.body.encode())
+            with transaction.atomic():
+                for part in provider.parse(payload=payload, config=channel.config):
+                    if isinstance(part, InboundMessage):
+                        _apply_message(channel, part)
+                    else:
+                        _apply_status(channel, part)
+        except Exception as error:
+            logger.exception("inbound event failed", extra={"event_id": str(event.pk)})
+            event.error = f"{type(error).__name__}: {error}"[:2000]
+            if event.attempts >= MAX_ATTEMPTS:
+                event.status = InboundEvent.Status.FAILED
+            event.save(update_fields=["attempts", "error", "status"])
+            return event
+        event.status = InboundEvent.Status.PROCESSED
+        event.processed_at = timezone.now()
+        event.error = ""
+        event.save(update_fields=["attempts", "status", "processed_at", "error"])
+        return event
+
+
+def inbound_events_sweep() -> dict[str, int]:
+    """Enqueues events left unprocessed (broker down at receipt, or a failed attempt)."""
+    stranded = InboundEvent.objects.filter(
+        status=InboundEvent.Status.RECEIVED, received_at__lt=timezone.now() - STRANDED_AFTER
+    ).values_list("pk", flat=True)[:1000]
+    enqueued = sum(inbound_event_enqueue(event_id=event_id) for event_id in stranded)
+    return {"enqueued": enqueued}

@@ -1,0 +1,92 @@
+"""The one interface every provider adapter implements, and the canonical events they produce."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message a contact sent, in canonical content."""
+
+    external_id: str
+    content: dict[str, Any]
+    provider_message_id: str
+    name: str = ""
+    thread_id: str = ""
+    conversation_type: str = "direct"
+    # For an edit: the provider id of the message that changed.
+    edit_of: str = ""
+    profile: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What became of a message the hub sent."""
+
+    provider_message_id: str
+    status: str
+    error_code: str = ""
+    error_message: str = ""
+
+
+InboundEventPart = InboundMessage | StatusUpdate
+
+
+class WebhookRejected(Exception):
+    """A webhook request refused before anything is stored."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Provider:
+    """One provider's webhook and API, behind the interface the hub uses for every channel."""
+
+    name: ClassVar[str]
+    content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+
+    def handshake(self, *, params: QueryDict, config: dict[str, Any]) -> HttpResponse:
+        """Answers a GET on the webhook URL (a subscription check)."""
+        raise WebhookRejected(405, "method_not_allowed", "This provider makes no handshake.")
+
+    def verify(self, *, request: HttpRequest, body: bytes, config: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def decode(self, *, body: bytes) -> Any:
+        """The body as data; raises ValueError for a malformed one."""
+        import json
+
+        payload = json.loads(body)
+        if not isinstance(payload, dict):
+            raise ValueError("the body is not a JSON object")
+        return payload
+
+    def immediate_response(self, *, payload: Any) -> HttpResponse | None:
+        """A request answered at once and never stored (Slack's url_verification)."""
+        return None
+
+    def event_id(self, *, payload: Any, body: bytes) -> str:
+        raise NotImplementedError
+
+    def parse(self, *, payload: Any, config: dict[str, Any]) -> list[InboundEventPart]:
+        raise NotImplementedError
+
+    def acknowledge(self) -> HttpResponse:
+        return JsonResponse({"status": "ok"})
+
+
+def secrets_match(expected: str | bytes, given: str | bytes) -> bool:
+    """Constant-time comparison for signatures and tokens."""
+    if isinstance(expected, str):
+        expected = expected.encode()
+    if isinstance(given, str):
+        given = given.encode()
+    return bool(expected) and hmac.compare_digest(expected, given)

@@ -1,0 +1,147 @@
+"""Telegram Bot API: no HMAC; `setWebhook`'s secret token comes back in a header on every update."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from channels_app.providers.base import (
+    InboundEventPart,
+    InboundMessage,
+    Provider,
+    secrets_match,
+)
+
+
+def _largest_photo(photos: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(photos, key=lambda photo: photo.get("file_size", 0) or photo.get("width", 0))
+
+
+def _content(message: dict[str, Any]) -> dict[str, Any]:
+    caption = message.get("caption", "")
+    content: dict[str, Any]
+    if "text" in message:
+        content = {"type": "text", "text": message["text"]}
+    elif "photo" in message:
+        content = {"type": "image", "media_id": _largest_photo(message["photo"])["file_id"]}
+    elif "voice" in message:
+        voice = message["voice"]
+        content = {"type": "audio", "media_id": voice["file_id"], "voice": True}
+        content["mime_type"] = voice.get("mime_type", "audio/ogg")
+    elif "audio" in message:
+        content = {"type": "audio", "media_id": message["audio"]["file_id"]}
+    elif "video" in message:
+        content = {"type": "video", "media_id": message["video"]["file_id"]}
+    elif "document" in message:
+        document = message["document"]
+        content = {"type": "document", "media_id": document["file_id"]}
+        if document.get("file_name"):
+            content["filename"] = document["file_name"]
+        if document.get("mime_type"):
+            content["mime_type"] = document["mime_type"]
+    elif "sticker" in message:
+        content = {"type": "image", "media_id": message["sticker"]["file_id"], "sticker": True}
+    elif "location" in message:
+        location = message["location"]
+        content = {
+            "type": "location",
+            "latitude": location["latitude"],
+            "longitude": location["longitude"],
+        }
+        venue = message.get("venue") or {}
+        if venue.get("title"):
+            content["name"] = venue["title"]
+        if venue.get("address"):
+            content["address"] = venue["address"]
+        return content
+    else:
+        return {"type": "unsupported", "description": "telegram message", "raw": message}
+    if caption and content["type"] != "text":
+        content["caption"] = caption
+    reply = message.get("reply_to_message")
+    if reply and content["type"] == "text":
+        content["reply_to"] = f"{message['chat']['id']}:{reply['message_id']}"
+    return content
+
+
+def _sender(message: dict[str, Any]) -> tuple[str, str, str]:
+    sender = message.get("from") or message["chat"]
+    name = " ".join(filter(None, [sender.get("first_name"), sender.get("last_name")]))
+    return str(sender["id"]), name or sender.get("title", ""), sender.get("language_code", "")
+
+
+class Telegram(Provider):
+    name = "telegram"
+
+    def verify(self, *, request: HttpRequest, body: bytes, config: dict[str, Any]) -> bool:
+        return secrets_match(
+            str(config.get("secret_token", "")),
+            request.headers.get("X-Telegram-Bot-Api-Secret-Token", ""),
+        )
+
+    def event_id(self, *, payload: Any, body: bytes) -> str:
+        return f"update:{payload['update_id']}"
+
+    def parse(self, *, payload: Any, config: dict[str, Any]) -> list[InboundEventPart]:
+        if "callback_query" in payload:
+            query = payload["callback_query"]
+            message = query.get("message") or {}
+            chat = message.get("chat") or {"id": query["from"]["id"], "type": "private"}
+            external_id, name, language = _sender({"from": query["from"], "chat": chat})
+            data = query.get("data", "")
+            title = _button_title(message, data) or data
+            content: dict[str, Any] = {
+                "type": "text",
+                "text": title,
+                "choice": {"id": data, "title": title},
+            }
+            if message:
+                content["reply_to"] = f"{chat['id']}:{message['message_id']}"
+            return [
+                InboundMessage(
+                    external_id=external_id,
+                    name=name,
+                    content=content,
+                    provider_message_id=f"callback:{query['id']}",
+                    thread_id=str(chat["id"]),
+                    conversation_type=_conversation_type(chat),
+                    profile={"language": language} if language else {},
+                )
+            ]
+        edited = "edited_message" in payload
+        message = payload.get("message") or payload.get("edited_message")
+        if not message:
+            return []
+        external_id, name, language = _sender(message)
+        content = _content(message)
+        if edited and content["type"] == "text":
+            content["edited"] = True
+        message_id = f"{message['chat']['id']}:{message['message_id']}"
+        return [
+            InboundMessage(
+                external_id=external_id,
+                name=name,
+                content=content,
+                provider_message_id=f"{message_id}:edit:{message.get('edit_date')}"
+                if edited
+                else message_id,
+                thread_id=str(message["chat"]["id"]),
+                conversation_type=_conversation_type(message["chat"]),
+                edit_of=message_id if edited else "",
+                profile={"language": language} if language else {},
+            )
+        ]
+
+
+def _button_title(message: dict[str, Any], data: str) -> str:
+    """The label of the inline button that carried `data`, as the contact saw it."""
+    for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+        for button in row:
+            if button.get("callback_data") == data:
+                return str(button.get("text", ""))
+    return ""
+
+
+def _conversation_type(chat: dict[str, Any]) -> str:
+    return "direct" if chat.get("type", "private") == "private" else "group"
