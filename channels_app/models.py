@@ -88,3 +88,24 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel.kind} {self.provider_event_id}"
+
+
+class DeadLetter(models.Model):
+    """An outbound message that exhausted its delivery attempts: kept for operators to inspect
+    and requeue."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    message = models.ForeignKey(
+        "conversations.Message", on_delete=models.CASCADE, related_name="dead_letters"
+    )
+    attempts = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    requeued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"message {self.message_id}: {self.error_code}"

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
 
-from channels_app import inbound, services
+from celery import Task, shared_task
+from django.conf import settings
+
+from channels_app import delivery, inbound
 
 
 @shared_task(name="channels.inbound_event_process", acks_late=True)
@@ -10,6 +13,21 @@ def inbound_event_process_task(event_id: str) -> None:
     inbound.inbound_event_process(event_id=event_id)
 
 
-@shared_task(name="channels.message_deliver", acks_late=True)
-def message_deliver_task(message_id: str) -> None:
-    services.message_deliver(message_id=message_id)
+@shared_task(name="channels.message_deliver", bind=True, acks_late=True, max_retries=None)
+def message_deliver_task(self: Task[Any, Any], message_id: str, attempt: int = 0) -> None:
+    """Delivers a message; transient failures come back here with backoff (the provider's
+    Retry-After honoured), until the attempts run out and the message is dead-lettered."""
+    try:
+        delivery.message_deliver(message_id=message_id)
+    except delivery.DeliveryDeferred as deferred:
+        next_attempt = attempt + 1 if deferred.counts_as_attempt else attempt
+        if next_attempt >= settings.HUB_DELIVERY_MAX_ATTEMPTS:
+            delivery.message_dead_letter(
+                message_id=message_id,
+                attempts=next_attempt,
+                code=deferred.code,
+                reason=deferred.message,
+            )
+            return
+        countdown = delivery.backoff_seconds(attempt, retry_after=deferred.retry_after)
+        self.apply_async(args=[message_id], kwargs={"attempt": next_attempt}, countdown=countdown)

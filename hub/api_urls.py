@@ -2,10 +2,13 @@
 
 from django.urls import include, path
 
+from channels_app.api.delivery import MessageRetryView
+
 urlpatterns = [
     path("", include("agents.api.urls")),
     path("", include("billing.api.urls")),
     path("", include("channels_app.api.urls")),
     path("", include("conversations.api.urls")),
     path("", include("webhooks.api.urls")),
+    path("messages/<str:message_id>/retry/", MessageRetryView.as_view(), name="message-retry"),
 ]

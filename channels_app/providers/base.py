@@ -37,6 +37,33 @@ class StatusUpdate:
 InboundEventPart = InboundMessage | StatusUpdate
 
 
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A message for a contact, in canonical content, with where the provider should send it."""
+
+    message_id: str
+    recipient: str
+    thread_id: str
+    content: dict[str, Any]
+    # Absolute URLs of the message's attachments, for providers that fetch media by link.
+    media_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_message_id: str
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A provider's published sending rate: `capacity` per `per_seconds`, per `scope`
+    (the channel's account, or one chat within it)."""
+
+    scope: str
+    capacity: int
+    per_seconds: float
+
+
 class WebhookRejected(Exception):
     """A webhook request refused before anything is stored."""
 
@@ -82,6 +109,13 @@ class Provider:
     def acknowledge(self) -> HttpResponse:
         return JsonResponse({"status": "ok"})
 
+    def send(self, *, message: OutboundMessage, config: dict[str, Any]) -> SendResult:
+        """Sends one message; raises hub.http.ProviderError (transient or permanent)."""
+        raise NotImplementedError
+
+    def rate_limits(self, *, message: OutboundMessage, config: dict[str, Any]) -> list[RateLimit]:
+        return []
+
 
 def secrets_match(expected: str | bytes, given: str | bytes) -> bool:
     """Constant-time comparison for signatures and tokens."""
@@ -90,3 +124,25 @@ def secrets_match(expected: str | bytes, given: str | bytes) -> bool:
     if isinstance(given, str):
         given = given.encode()
     return bool(expected) and hmac.compare_digest(expected, given)
+
+
+def content_as_text(content: dict[str, Any], media_urls: tuple[str, ...] = ()) -> str:
+    """Canonical content as plain text, for channels without buttons, lists or media: choices
+    become a numbered list the contact can answer with a number."""
+    kind = content.get("type")
+    if kind == "text":
+        return str(content["text"])
+    if kind in {"buttons", "list"}:
+        choices = content.get("buttons") or [
+            row for section in content.get("sections", []) for row in section["rows"]
+        ]
+        lines = [f"{index}. {choice['title']}" for index, choice in enumerate(choices, start=1)]
+        return "\n".join([content["text"], "", *lines])
+    if kind == "location":
+        place = ", ".join(filter(None, [content.get("name"), content.get("address")]))
+        coordinates = f"{content['latitude']},{content['longitude']}"
+        return f"{place} https://maps.google.com/?q={coordinates}".strip()
+    if kind == "reaction":
+        return str(content.get("emoji", ""))
+    parts = [content.get("caption", ""), *media_urls, content.get("url", "")]
+    return "\n".join(part for part in parts if part)

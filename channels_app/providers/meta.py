@@ -10,19 +10,47 @@ import hashlib
 import hmac
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
 
 from channels_app.providers.base import (
     InboundEventPart,
     InboundMessage,
+    OutboundMessage,
     Provider,
+    RateLimit,
+    SendResult,
     StatusUpdate,
     WebhookRejected,
     secrets_match,
 )
+from hub.http import ProviderError, provider_request, retry_after_seconds
 
 MEDIA_TYPES = {"image", "video", "audio", "document", "sticker"}
 STATUSES = {"sent", "delivered", "read", "failed"}
+# Graph API error codes that mean "slow down", not "never" (pair rate limits included).
+THROTTLING_CODES = {4, 80007, 130429, 131048, 131056, 133016, 613}
+WHATSAPP_MAX_BUTTONS = 3
+
+
+def graph_error(response: Any) -> ProviderError:
+    """Reads a Graph API error: throttling and server trouble are transient, the rest is not
+    (invalid recipient, the 24-hour window, a revoked token)."""
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        error = {}
+    code = error.get("code")
+    message = error.get("error_data", {}).get("details") or error.get("message") or response.reason
+    transient = (
+        code in THROTTLING_CODES or response.status_code == 429 or response.status_code >= 500
+    )
+    return ProviderError(
+        code=str(code or response.status_code),
+        message=str(message),
+        transient=transient,
+        retry_after=retry_after_seconds(response),
+    )
 
 
 class MetaProvider(Provider):
@@ -107,8 +135,99 @@ def _whatsapp_content(message: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
+def _whatsapp_body(message: OutboundMessage) -> dict[str, Any]:
+    content = message.content
+    kind = content["type"]
+    body: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": message.recipient,
+    }
+    if kind == "text":
+        body.update(type="text", text={"body": content["text"], "preview_url": False})
+    elif kind in {"image", "audio", "video", "document"}:
+        if content.get("media_id"):
+            media: dict[str, Any] = {"id": content["media_id"]}
+        else:
+            media = {"link": content.get("url") or message.media_urls[0]}
+        if content.get("caption") and kind != "audio":
+            media["caption"] = content["caption"]
+        if kind == "document" and content.get("filename"):
+            media["filename"] = content["filename"]
+        body.update({"type": kind, kind: media})
+    elif kind == "buttons" and len(content["buttons"]) <= WHATSAPP_MAX_BUTTONS:
+        buttons = [
+            {"type": "reply", "reply": {"id": b["id"], "title": b["title"][:20]}}
+            for b in content["buttons"]
+        ]
+        body.update(
+            type="interactive",
+            interactive={
+                "type": "button",
+                "body": {"text": content["text"]},
+                "action": {"buttons": buttons},
+            },
+        )
+    elif kind in {"buttons", "list"}:
+        sections = content.get("sections") or [{"rows": content["buttons"]}]
+        rows = [
+            {
+                "rows": [
+                    {k: v for k, v in row.items() if k in {"id", "title", "description"}}
+                    for row in s["rows"]
+                ],
+                **({"title": s["title"]} if s.get("title") else {}),
+            }
+            for s in sections
+        ]
+        body.update(
+            type="interactive",
+            interactive={
+                "type": "list",
+                "body": {"text": content["text"]},
+                "action": {"button": content.get("button", "Choose")[:20], "sections": rows},
+            },
+        )
+    elif kind == "location":
+        body.update(
+            type="location",
+            location={
+                k: content[k] for k in ("latitude", "longitude", "name", "address") if k in content
+            },
+        )
+    elif kind == "reaction":
+        body.update(
+            type="reaction",
+            reaction={"message_id": content["message_id"], "emoji": content.get("emoji", "")},
+        )
+    else:
+        raise ProviderError(
+            code="unsupported_content", message=f"WhatsApp cannot send {kind}.", transient=False
+        )
+    if content.get("reply_to"):
+        body["context"] = {"message_id": content["reply_to"]}
+    return body
+
+
 class WhatsAppCloud(MetaProvider):
+    """WhatsApp Cloud API: webhooks in, `POST /{phone-number-id}/messages` out."""
+
     name = "whatsapp"
+
+    def send(self, *, message: OutboundMessage, config: dict[str, Any]) -> SendResult:
+        response = provider_request(
+            "POST",
+            f"{settings.HUB_META_GRAPH_URL}/{config['phone_number_id']}/messages",
+            json=_whatsapp_body(message),
+            headers={"Authorization": f"Bearer {config['access_token']}"},
+        )
+        if response.status_code != 200:
+            raise graph_error(response)
+        return SendResult(provider_message_id=response.json()["messages"][0]["id"])
+
+    def rate_limits(self, *, message: OutboundMessage, config: dict[str, Any]) -> list[RateLimit]:
+        # Cloud API throughput per business phone number.
+        return [RateLimit(scope="number", capacity=80, per_seconds=1)]
 
     def parse(self, *, payload: Any, config: dict[str, Any]) -> list[InboundEventPart]:
         parts: list[InboundEventPart] = []

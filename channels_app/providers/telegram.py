@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 
 from channels_app.providers.base import (
     InboundEventPart,
     InboundMessage,
+    OutboundMessage,
     Provider,
+    RateLimit,
+    SendResult,
     secrets_match,
 )
+from hub.http import ProviderError, provider_request
+
+MEDIA_METHODS = {
+    "image": ("sendPhoto", "photo"),
+    "video": ("sendVideo", "video"),
+    "audio": ("sendAudio", "audio"),
+    "document": ("sendDocument", "document"),
+}
 
 
 def _largest_photo(photos: list[dict[str, Any]]) -> dict[str, Any]:
@@ -72,7 +84,42 @@ def _sender(message: dict[str, Any]) -> tuple[str, str, str]:
 
 
 class Telegram(Provider):
+    """Telegram Bot API: webhook updates in, `sendMessage` and friends out."""
+
     name = "telegram"
+
+    def send(self, *, message: OutboundMessage, config: dict[str, Any]) -> SendResult:
+        method, body = _request(message)
+        response = provider_request(
+            "POST", f"{settings.HUB_TELEGRAM_API_URL}/bot{config['bot_token']}/{method}", json=body
+        )
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        if not answer.get("ok"):
+            status = int(answer.get("error_code") or response.status_code)
+            retry_after = (answer.get("parameters") or {}).get("retry_after")
+            raise ProviderError(
+                code=str(status),
+                message=str(answer.get("description") or response.reason),
+                transient=status == 429 or status >= 500,
+                retry_after=float(retry_after) if retry_after is not None else None,
+            )
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            # setMessageReaction answers `true`: the reaction has no message id of its own.
+            return SendResult(provider_message_id="")
+        return SendResult(provider_message_id=f"{result['chat']['id']}:{result['message_id']}")
+
+    def rate_limits(self, *, message: OutboundMessage, config: dict[str, Any]) -> list[RateLimit]:
+        # Telegram's published limits: 30 messages a second per bot, about 1 a second per chat.
+        return [
+            RateLimit(scope="bot", capacity=30, per_seconds=1),
+            RateLimit(
+                scope=f"chat:{message.thread_id or message.recipient}", capacity=1, per_seconds=1
+            ),
+        ]
 
     def verify(self, *, request: HttpRequest, body: bytes, config: dict[str, Any]) -> bool:
         return secrets_match(
@@ -145,3 +192,56 @@ def _button_title(message: dict[str, Any], data: str) -> str:
 
 def _conversation_type(chat: dict[str, Any]) -> str:
     return "direct" if chat.get("type", "private") == "private" else "group"
+
+
+def _keyboard(content: dict[str, Any]) -> dict[str, Any]:
+    if content["type"] == "buttons":
+        rows = [[{"text": b["title"], "callback_data": b["id"][:64]}] for b in content["buttons"]]
+    else:
+        rows = [
+            [{"text": row["title"], "callback_data": row["id"][:64]}]
+            for section in content["sections"]
+            for row in section["rows"]
+        ]
+    return {"inline_keyboard": rows}
+
+
+def _request(message: OutboundMessage) -> tuple[str, dict[str, Any]]:
+    """The Bot API method and body for canonical content."""
+    content = message.content
+    kind = content["type"]
+    chat_id = message.thread_id or message.recipient
+    if kind == "text":
+        return "sendMessage", {"chat_id": chat_id, "text": content["text"]}
+    if kind in {"buttons", "list"}:
+        return "sendMessage", {
+            "chat_id": chat_id,
+            "text": content["text"],
+            "reply_markup": _keyboard(content),
+        }
+    if kind in MEDIA_METHODS:
+        method, field = MEDIA_METHODS[kind]
+        if kind == "audio" and content.get("voice"):
+            method, field = "sendVoice", "voice"
+        body = {
+            "chat_id": chat_id,
+            field: content.get("media_id") or content.get("url") or message.media_urls[0],
+        }
+        if content.get("caption"):
+            body["caption"] = content["caption"]
+        return method, body
+    if kind == "location":
+        return "sendLocation", {
+            "chat_id": chat_id,
+            "latitude": content["latitude"],
+            "longitude": content["longitude"],
+        }
+    if kind == "reaction":
+        return "setMessageReaction", {
+            "chat_id": chat_id,
+            "message_id": int(str(content["message_id"]).rsplit(":", 1)[-1]),
+            "reaction": [{"type": "emoji", "emoji": content.get("emoji", "")}],
+        }
+    raise ProviderError(
+        code="unsupported_content", message=f"Telegram cannot send {kind}.", transient=False
+    )

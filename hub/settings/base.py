@@ -247,6 +247,18 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# Providers' APIs (CONTRACT §2): tests point each at a fake server on 127.0.0.1.
+HUB_META_GRAPH_URL = env.env_str("HUB_META_GRAPH_URL", "https://graph.facebook.com/v22.0")
+HUB_TELEGRAM_API_URL = env.env_str("HUB_TELEGRAM_API_URL", "https://api.telegram.org")
+HUB_SLACK_API_URL = env.env_str("HUB_SLACK_API_URL", "https://slack.com/api")
+HUB_TWILIO_API_URL = env.env_str("HUB_TWILIO_API_URL", "https://api.twilio.com")
+HUB_ELEVENLABS_API_URL = env.env_str("HUB_ELEVENLABS_API_URL", "https://api.elevenlabs.io")
+HUB_PROVIDER_TIMEOUT_SECONDS = float(env.env_str("HUB_PROVIDER_TIMEOUT_SECONDS", "10"))
+# Outbound delivery: attempts before a message lands in the dead-letter list, and the backoff.
+HUB_DELIVERY_MAX_ATTEMPTS = env.env_int("HUB_DELIVERY_MAX_ATTEMPTS", 8)
+HUB_DELIVERY_BACKOFF_BASE_SECONDS = float(env.env_str("HUB_DELIVERY_BACKOFF_BASE_SECONDS", "2"))
+HUB_DELIVERY_BACKOFF_MAX_SECONDS = float(env.env_str("HUB_DELIVERY_BACKOFF_MAX_SECONDS", "600"))
+
 LOG_LEVEL = env.env_str("HUB_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
@@ -268,3 +280,18 @@ LOGGING = {
         "celery": {"level": LOG_LEVEL},
     },
 }
+
+# Outgoing webhooks (docs/webhooks.md). A tenant chooses the URL, so by default it may only
+# reach public addresses (SSRF): private networks are for a self-hosted hub whose integrators
+# share its LAN, loopback for a receiver on the same machine (development, tests).
+HUB_WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env.env_bool("HUB_WEBHOOKS_ALLOW_PRIVATE_NETWORKS", False)
+HUB_WEBHOOKS_ALLOW_LOOPBACK = env.env_bool("HUB_WEBHOOKS_ALLOW_LOOPBACK", False)
+# Seconds to connect, and to wait for each read of the answer, per attempt.
+HUB_WEBHOOKS_TIMEOUT_SECONDS = env.env_int("HUB_WEBHOOKS_TIMEOUT_SECONDS", 10)
+# Retries: full-jitter exponential backoff from the base up to the cap between two attempts,
+# for as long as the window (counted from the first attempt) lasts; then the delivery is dead.
+HUB_WEBHOOKS_RETRY_BASE_SECONDS = env.env_int("HUB_WEBHOOKS_RETRY_BASE_SECONDS", 10)
+HUB_WEBHOOKS_RETRY_MAX_INTERVAL_SECONDS = env.env_int(
+    "HUB_WEBHOOKS_RETRY_MAX_INTERVAL_SECONDS", 3600
+)
+HUB_WEBHOOKS_RETRY_WINDOW_SECONDS = env.env_int("HUB_WEBHOOKS_RETRY_WINDOW_SECONDS", 24 * 3600)

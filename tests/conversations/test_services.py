@@ -11,8 +11,7 @@ from django.db import connections
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from channels_app.models import ChannelKind
-from channels_app.services import message_deliver
+from channels_app.delivery import message_deliver
 from conversations.content import InvalidContent
 from conversations.models import Contact, ContactIdentity, Conversation, Message, Participant
 from conversations.services.contacts import (
@@ -340,13 +339,3 @@ def test_send_hands_webchat_messages_to_delivery_and_keeps_notes_private(tenant_
         )
         assert note.is_private
         assert note.status == "sent"
-
-
-def test_delivery_leaves_provider_channels_pending_until_their_adapter_exists(tenant_a) -> None:
-    with tenant_a.schema():
-        conversation = ConversationFactory.create(
-            channel__kind=ChannelKind.TELEGRAM, channel__config={}
-        )
-        message, _ = message_send(conversation=conversation, content=TEXT, sender_type="ai")
-        message_deliver(message_id=message.pk)
-        assert Message.objects.get(pk=message.pk).status == "pending"

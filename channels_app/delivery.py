@@ -1,0 +1,174 @@
+"""Outbound delivery: one pending message to its provider, within the provider's rate, with
+transient failures retried by the task and permanent ones failed at once with the reason."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from channels_app.models import ChannelKind, DeadLetter
+from channels_app.providers import provider_for
+from channels_app.providers.base import OutboundMessage
+from conversations.models import ContactIdentity, Message
+from conversations.services.messages import message_status_update
+from hub.exceptions import ApplicationError
+from hub.http import ProviderError
+from hub.ratelimit import token_bucket_take
+
+logger = logging.getLogger(__name__)
+
+# Their delivery is the hub's own push: the visitor's socket (web chat) or the integrator's
+# webhook (API). Once recorded, the message is sent.
+SELF_DELIVERED = {ChannelKind.WEBCHAT, ChannelKind.API}
+
+
+@dataclass(frozen=True)
+class DeliveryDeferred(Exception):
+    """Try again later: a transient provider failure or a full rate bucket."""
+
+    code: str
+    message: str
+    retry_after: float | None
+    counts_as_attempt: bool = True
+
+
+class NotRetryable(ApplicationError):
+    status_code = 409
+    default_code = "not_retryable"
+    default_detail = "Only a failed outbound message can be retried."
+
+
+def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, never sooner than the provider asked."""
+    ceiling = min(
+        settings.HUB_DELIVERY_BACKOFF_MAX_SECONDS,
+        settings.HUB_DELIVERY_BACKOFF_BASE_SECONDS * 2**attempt,
+    )
+    jittered = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+    return max(jittered, retry_after or 0)
+
+
+def _outbound(message: Message) -> OutboundMessage:
+    conversation = message.conversation
+    identity = (
+        ContactIdentity.objects.filter(
+            contact_id=conversation.contact_id, channel_kind=message.channel.kind
+        )
+        .values_list("external_id", flat=True)
+        .first()
+    )
+    media_urls = tuple(
+        f"{settings.HUB_PUBLIC_URL}{attachment.file.url}"
+        if attachment.file.url.startswith("/")
+        else attachment.file.url
+        for attachment in message.attachments.all()
+    )
+    return OutboundMessage(
+        message_id=str(message.pk),
+        recipient=identity or "",
+        thread_id=conversation.provider_thread_id,
+        content=message.content,
+        media_urls=media_urls,
+    )
+
+
+def message_deliver(*, message_id: uuid.UUID | str) -> Message | None:
+    """Delivers one pending outbound message. Idempotent: a message no longer pending is left
+    alone, so a redelivered task sends nothing twice. Raises DeliveryDeferred to be retried."""
+    message = (
+        Message.objects.select_related("channel", "conversation").filter(pk=message_id).first()
+    )
+    if message is None or message.status != Message.Status.PENDING or message.deleted_at:
+        return message
+    channel = message.channel
+    if channel.kind in SELF_DELIVERED:
+        message_status_update(message=message, status=Message.Status.SENT)
+        return message
+    provider = provider_for(kind=channel.kind, config=channel.config)
+    if provider is None:
+        message_status_update(
+            message=message,
+            status=Message.Status.FAILED,
+            error_code="no_provider",
+            error_message=f"No provider can send on a {channel.kind} channel.",
+        )
+        return message
+    outbound = _outbound(message)
+    for limit in provider.rate_limits(message=outbound, config=channel.config):
+        try:
+            decision = token_bucket_take(
+                key=f"hub:send-rate:{channel.pk}:{limit.scope}",
+                capacity=limit.capacity,
+                per_seconds=limit.per_seconds,
+            )
+        except RedisError as error:
+            raise DeliveryDeferred("rate_limiter_unavailable", str(error), None, False) from error
+        if not decision.allowed:
+            raise DeliveryDeferred("rate_limited", limit.scope, decision.retry_after, False)
+    try:
+        result = provider.send(message=outbound, config=channel.config)
+    except ProviderError as error:
+        if error.transient:
+            raise DeliveryDeferred(error.code, error.message, error.retry_after) from error
+        logger.info(
+            "delivery failed permanently",
+            extra={"message_id": str(message.pk), "code": error.code},
+        )
+        message_status_update(
+            message=message,
+            status=Message.Status.FAILED,
+            error_code=error.code,
+            error_message=error.message,
+        )
+        return message
+    message_status_update(
+        message=message, status=Message.Status.SENT, provider_message_id=result.provider_message_id
+    )
+    return message
+
+
+@transaction.atomic
+def message_dead_letter(
+    *, message_id: uuid.UUID | str, attempts: int, code: str, reason: str
+) -> DeadLetter | None:
+    """A message out of attempts: failed with the last reason, and kept in the dead-letter list."""
+    message = Message.objects.filter(pk=message_id).first()
+    if message is None:
+        return None
+    message_status_update(
+        message=message, status=Message.Status.FAILED, error_code=code, error_message=reason
+    )
+    return DeadLetter.objects.create(
+        message=message, attempts=attempts, error_code=code, error_message=reason
+    )
+
+
+@transaction.atomic
+def message_retry(*, message: Message) -> Message:
+    """Puts a failed outbound message back to pending and delivers it again."""
+    from channels_app.tasks import message_deliver_task
+
+    updated = Message.objects.filter(
+        pk=message.pk,
+        direction=Message.Direction.OUT,
+        status=Message.Status.FAILED,
+        is_private=False,
+    ).update(
+        status=Message.Status.PENDING, error_code="", error_message="", updated_at=timezone.now()
+    )
+    if not updated:
+        raise NotRetryable()
+    DeadLetter.objects.filter(message=message, requeued_at__isnull=True).update(
+        requeued_at=timezone.now()
+    )
+    message.refresh_from_db()
+    message_id = str(message.pk)
+    transaction.on_commit(lambda: message_deliver_task.delay(message_id))
+    return message
