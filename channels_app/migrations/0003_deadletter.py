@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('channels_app', '0002_inboundevent'),
-        ('conversations', '0003_attachment_conversation_required'),
+        ('conversations', '0001_initial'),
     ]
 
     operations = [
