@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.contrib.postgres.search import SearchQuery
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
@@ -142,3 +143,95 @@ def operator_get(*, operator_id: uuid.UUID | str) -> Operator:
     if operator is None:
         raise NotFoundError("No such operator.")
     return operator
+
+
+# --- The REST API's reads. Each runs a fixed number of queries whatever the page size. ---
+
+
+def conversation_list_by_activity(
+    *, reader: Reader, unassigned: bool = False, **filters: Any
+) -> QuerySet[Conversation]:
+    """`conversation_list` with `activity_at` (the last activity, or the creation for a
+    conversation with none) to order by, and everything its last message shows joined in or
+    prefetched in one more query. `unassigned` keeps only conversations without an assignee."""
+    conversations = (
+        conversation_list(reader=reader, **filters)
+        .annotate(activity_at=Coalesce("last_activity_at", "created_at"))
+        .select_related("last_message__sender_operator")
+        .prefetch_related("last_message__attachments")
+    )
+    if unassigned:
+        conversations = conversations.filter(assignee__isnull=True)
+    return conversations
+
+
+def conversation_get_for_reader(
+    *, conversation_id: uuid.UUID | str, reader: Reader
+) -> Conversation:
+    """One conversation as the list shows it, with the reader's `unread_count`."""
+    conversation = None
+    if _valid_uuid(conversation_id):
+        conversation = (
+            conversation_list_by_activity(reader=reader).filter(pk=conversation_id).first()
+        )
+    if conversation is None:
+        raise NotFoundError("No such conversation.")
+    return conversation
+
+
+def unread_count_get(*, conversation: Conversation, last_read_seq: int) -> int:
+    """Inbound messages after a read position (deleted ones are not waiting to be read)."""
+    return Message.objects.filter(
+        conversation=conversation,
+        direction=Message.Direction.IN,
+        deleted_at__isnull=True,
+        seq__gt=last_read_seq,
+    ).count()
+
+
+def message_list_after(
+    *, conversation: Conversation, after_seq: int | None = None
+) -> QuerySet[Message]:
+    """The conversation's messages, only those after `after_seq` when given (a client catching
+    up from the last seq it has)."""
+    messages = message_list(conversation=conversation)
+    if after_seq is not None:
+        messages = messages.filter(seq__gt=after_seq)
+    return messages
+
+
+def message_get_in_conversation(
+    *, conversation: Conversation, message_id: uuid.UUID | str
+) -> Message:
+    """A message of this conversation; one of another conversation is not found, as an unknown
+    id is."""
+    message = None
+    if _valid_uuid(message_id):
+        message = message_list(conversation=conversation).filter(pk=message_id).first()
+    if message is None:
+        raise NotFoundError("No such message.")
+    return message
+
+
+def participant_list(*, conversation: Conversation) -> QuerySet[Participant]:
+    """The conversation's contacts and operators. An API key's row only keeps its read position;
+    it is no member, so it is left out."""
+    return Participant.objects.filter(
+        conversation=conversation, api_key_id__isnull=True
+    ).select_related("contact", "operator")
+
+
+def participant_find(
+    *, conversation: Conversation, contact: Contact | None = None, operator: Operator | None = None
+) -> Participant | None:
+    if contact is not None:
+        return Participant.objects.filter(conversation=conversation, contact=contact).first()
+    return Participant.objects.filter(conversation=conversation, operator=operator).first()
+
+
+def contact_has_conversations(*, contact: Contact) -> bool:
+    """Whether the contact is the customer of a conversation or a participant in one."""
+    return (
+        Conversation.objects.filter(contact=contact).exists()
+        or Participant.objects.filter(contact=contact).exists()
+    )

@@ -93,3 +93,31 @@ class EncryptedJSONField(models.TextField):
 
     def value_to_string(self, obj: models.Model) -> str:
         return json.dumps(self.value_from_object(obj))
+
+
+class EncryptedTextField(EncryptedJSONField):
+    """A string stored as a Fernet token (webhook signing secrets and the like).
+
+    It subclasses EncryptedJSONField only so that key rotation, which looks for that class
+    (`rotate_field_keys`, `encrypted_fields_rotate`), re-encrypts these columns too; the token
+    holds the raw text, not JSON.
+    """
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        if value is None:
+            return None
+        return decrypt_text(value)
+
+    def to_python(self, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        return str(value)
+
+    def get_prep_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return encrypt_text(str(value))
+
+    def value_to_string(self, obj: models.Model) -> str:
+        value = self.value_from_object(obj)
+        return "" if value is None else str(value)

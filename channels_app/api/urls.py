@@ -1,3 +1,8 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from channels_app.api.views import ChannelDetailView, ChannelListView
+
+urlpatterns = [
+    path("channels/", ChannelListView.as_view(), name="channel-list"),
+    path("channels/<uuid:channel_id>/", ChannelDetailView.as_view(), name="channel-detail"),
+]

@@ -11,7 +11,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from conversations.events import contact_payload
-from conversations.models import Contact, ContactIdentity, Message, Participant
+from conversations.models import Contact, ContactIdentity, Conversation, Message, Participant
 from hub.events import event_publish
 from hub.exceptions import ApplicationError, ConflictError
 
@@ -108,13 +108,70 @@ def contact_merge(*, target: Contact, source: Contact) -> Contact:
 def contact_erase(*, contact: Contact) -> Contact:
     """Removes a contact's personal data and every message of its conversations, keeping the
     rows (so counts and seqs stay) with their content emptied."""
+    from conversations.services.attachments import attachments_delete_unlinked
     from conversations.services.messages import messages_erase
 
     contact.identities.all().delete()
     messages_erase(messages=Message.objects.filter(conversation__contact=contact))
+    # Files uploaded into its conversations but never sent are personal data as well.
+    attachments_delete_unlinked(conversations=Conversation.objects.filter(contact=contact))
     for key in ("name", "email", "phone", "avatar_url", "language"):
         setattr(contact, key, "")
     contact.attributes = {}
     contact.erased_at = timezone.now()
     contact.save()
     return contact
+
+
+class ContactInUse(ConflictError):
+    default_code = "contact_in_use"
+    default_detail = (
+        "This contact has conversations, which keep it. To remove its personal data, erase it "
+        "instead (POST /api/v1/contacts/{id}/erase/)."
+    )
+
+
+@transaction.atomic
+def contact_identities_replace(
+    *, contact: Contact, identities: Iterable[tuple[str, str]]
+) -> Contact:
+    """Makes `identities` the contact's whole set: those missing are removed, new ones added
+    (409 if another contact has one), those kept keep their rows."""
+    wanted = set(identities)
+    current = {(i.channel_kind, i.external_id): i.pk for i in contact.identities.all()}
+    ContactIdentity.objects.filter(
+        pk__in=[pk for key, pk in current.items() if key not in wanted]
+    ).delete()
+    try:
+        with transaction.atomic():
+            ContactIdentity.objects.bulk_create(
+                ContactIdentity(contact=contact, channel_kind=kind, external_id=external_id)
+                for kind, external_id in sorted(wanted - set(current))
+            )
+    except IntegrityError:
+        raise IdentityTaken() from None
+    return contact
+
+
+@transaction.atomic
+def contact_edit(
+    *, contact: Contact, identities: Iterable[tuple[str, str]] | None = None, **fields: Any
+) -> Contact:
+    """`contact_update`, and the identities replaced when given, in one transaction: a taken
+    identity (409) leaves the contact as it was."""
+    contact_update(contact=contact, **fields)
+    if identities is not None:
+        contact_identities_replace(contact=contact, identities=identities)
+    return contact
+
+
+@transaction.atomic
+def contact_delete(*, contact: Contact) -> None:
+    """Deletes a contact with no conversation; one with conversations is a 409 pointing to
+    erasure, which keeps the conversations' counts and seqs."""
+    from conversations.selectors import contact_has_conversations
+
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    if contact_has_conversations(contact=locked):
+        raise ContactInUse()
+    locked.delete()

@@ -20,3 +20,8 @@ HUB_PUBLIC_URL = "http://testserver"
 ALLOWED_HOSTS = ["*"]
 # Suspensions and new domains must show at once in tests.
 HUB_TENANT_CACHE_SECONDS = 0
+# Webhook receivers in tests are http.servers on 127.0.0.1; other private ranges stay refused.
+HUB_WEBHOOKS_ALLOW_LOOPBACK = True
+# Tests reach fake servers only: a developer's real key must never make them call OpenAI. A
+# test hands a fake key to the workers it starts through HUB_TEST_OPENAI_API_KEY.
+OPENAI_API_KEY = os.environ.get("HUB_TEST_OPENAI_API_KEY", "")

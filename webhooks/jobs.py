@@ -1,0 +1,13 @@
+"""The outgoing webhooks' periodic job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.registry import tenant_job
+from webhooks.services import webhook_deliveries_enqueue_due
+
+
+@tenant_job("webhooks.deliver_due")
+def deliver_due() -> dict[str, Any]:
+    return webhook_deliveries_enqueue_due()
