@@ -5,12 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from channels_app.providers.base import Provider
+from channels_app.providers.messenger import Instagram, Messenger
 from channels_app.providers.meta import WhatsAppCloud
+from channels_app.providers.slack import Slack
 from channels_app.providers.telegram import Telegram
+from channels_app.providers.twilio import Twilio, TwilioWhatsApp
 
 PROVIDERS: dict[str, Provider] = {
     "whatsapp": WhatsAppCloud(),
+    "messenger": Messenger(),
+    "instagram": Instagram(),
     "telegram": Telegram(),
+    "slack": Slack(),
+    "sms": Twilio(),
+    "whatsapp:twilio": TwilioWhatsApp(),
 }
 
 

@@ -10,6 +10,16 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 
 
 @dataclass(frozen=True)
+class InboundFile:
+    """A file carried in the event itself (an email attachment), not left at the provider: the
+    hub stores it as an Attachment of the conversation and names it in the content."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """A message a contact sent, in canonical content."""
 
@@ -22,6 +32,8 @@ class InboundMessage:
     # For an edit: the provider id of the message that changed.
     edit_of: str = ""
     profile: dict[str, str] = field(default_factory=dict)
+    # Media content without a url or media_id: the file, stored and named as `attachment_id`.
+    file: InboundFile | None = None
 
 
 @dataclass(frozen=True)

@@ -226,3 +226,34 @@ def test_retry_refuses_what_is_not_failed_and_other_tenants_messages(
     assert response.json()["error"]["code"] == "not_retryable"
     other = tenant_b.client().post(f"/api/v1/messages/{message.pk}/retry/")
     assert other.status_code == 404
+
+
+def test_admin_lists_dead_letters_and_requeues_them(tenant_a, graph, settings, client) -> None:
+    from django.contrib.auth import get_user_model
+
+    settings.HUB_DELIVERY_MAX_ATTEMPTS = 1
+    graph.then(r"/messages$", 503, {"error": {"code": 2, "message": "Unavailable"}})
+    with tenant_a.schema():
+        message = _send(
+            _conversation("whatsapp", WA_CONFIG, "15555550123"), {"type": "text", "text": "Hi"}
+        )
+        message_deliver_task.apply(args=[str(message.pk)])
+        dead = DeadLetter.objects.get(message=message)
+        get_user_model().objects.create_superuser(username="ops", password="pw-ops-123456")
+    client.post(
+        f"/t/{tenant_a.slug}/admin/login/", {"username": "ops", "password": "pw-ops-123456"}
+    )
+    listing = client.get(f"/t/{tenant_a.slug}/admin/channels_app/deadletter/")
+    assert listing.status_code == 200
+    assert (
+        b"Unavailable"
+        in client.get(f"/t/{tenant_a.slug}/admin/channels_app/deadletter/{dead.pk}/change/").content
+    )
+    response = client.post(
+        f"/t/{tenant_a.slug}/admin/channels_app/deadletter/",
+        {"action": "requeue", "_selected_action": [dead.pk]},
+    )
+    assert response.status_code == 302
+    with tenant_a.schema():
+        assert Message.objects.get(pk=message.pk).status == "pending"
+        assert DeadLetter.objects.get(pk=dead.pk).requeued_at is not None
