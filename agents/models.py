@@ -9,6 +9,10 @@ from django.db import models
 class Agent(models.Model):
     """An AI agent that answers on the channels that name it."""
 
+    class ApiMode(models.TextChoices):
+        RESPONSES = "responses", "OpenAI Responses API"
+        CHAT_COMPLETIONS = "chat_completions", "Chat completions (OpenAI-compatible servers)"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True)
@@ -31,6 +35,15 @@ class Agent(models.Model):
     fallback_reply = models.TextField(
         blank=True, default="Thanks for your message. A person from our team will answer shortly."
     )
+    api_mode = models.CharField(
+        max_length=20,
+        choices=ApiMode.choices,
+        default=ApiMode.RESPONSES,
+        help_text=(
+            "Responses keeps the history in an OpenAI conversation; chat completions sends it "
+            "on every call, for OpenAI-compatible servers without the Responses API."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -39,3 +52,45 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class LlmCall(models.Model):
+    """One call to the LLM (every attempt and retry of it included): what it cost in tokens, how
+    long it took and how it ended. Written by `agents.llm`, never edited."""
+
+    class Purpose(models.TextChoices):
+        REPLY = "reply"
+        INTENT = "intent"
+        SUMMARY = "summary"
+        EXTRACTION = "extraction"
+        EMBEDDING = "embedding"
+
+    class Outcome(models.TextChoices):
+        OK = "ok"
+        ERROR = "error"
+        CIRCUIT_OPEN = "circuit_open"
+
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="llm_calls"
+    )
+    # Not a foreign key: the record of what was spent outlives the conversation.
+    conversation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    api_mode = models.CharField(max_length=20, choices=Agent.ApiMode.choices)
+    model = models.CharField(max_length=100, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, db_index=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    response_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "LLM call"
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {self.model or '-'} {self.outcome}"

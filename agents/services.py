@@ -20,6 +20,7 @@ EDITABLE_FIELDS = (
     "handoff_keywords",
     "handoff_confidence_threshold",
     "fallback_reply",
+    "api_mode",
 )
 
 

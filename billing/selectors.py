@@ -12,3 +12,7 @@ def credit_balance_get() -> int:
 
 def credit_ledger_list() -> QuerySet[CreditLedgerEntry]:
     return CreditLedgerEntry.objects.all()
+
+
+def credit_can_afford(*, amount: int) -> bool:
+    return credit_balance_get() >= amount

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import transaction
 
 from billing.models import CreditBalance, CreditLedgerEntry
@@ -41,4 +43,43 @@ def credit_add(
         balance_after=balance.balance,
         reason=reason,
         idempotency_key=idempotency_key,
+    )
+
+
+class InsufficientCredits(ApplicationError):
+    status_code = 402
+    default_code = "insufficient_credits"
+    default_detail = "Not enough credits."
+
+
+@transaction.atomic
+def credit_debit(
+    *,
+    amount: int,
+    reason: str,
+    idempotency_key: str,
+    message_id: uuid.UUID | str | None = None,
+) -> CreditLedgerEntry:
+    """Takes credits from the current tenant, once per `idempotency_key` (a repeat returns the
+    first entry), never below zero: raises InsufficientCredits instead. Writers serialise on the
+    balance row's lock, so concurrent debits can never overdraw."""
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise InvalidCreditAmount()
+    balance = _locked_balance()
+    existing = CreditLedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+    if existing:
+        return existing
+    if balance.balance < amount:
+        raise InsufficientCredits(
+            f"{amount} credit(s) needed, {balance.balance} available.",
+            details={"needed": amount, "balance": balance.balance},
+        )
+    balance.balance -= amount
+    balance.save(update_fields=["balance", "updated_at"])
+    return CreditLedgerEntry.objects.create(
+        amount=-amount,
+        balance_after=balance.balance,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        message=message_id,
     )

@@ -7,6 +7,7 @@ import logging
 import uuid
 from datetime import timedelta
 
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -15,7 +16,8 @@ from redis.exceptions import RedisError
 from channels_app.models import Channel, InboundEvent
 from channels_app.providers import provider_for
 from channels_app.providers.base import InboundMessage, StatusUpdate
-from conversations.models import Message
+from conversations.models import Contact, Conversation, Message
+from conversations.services.attachments import attachment_create
 from conversations.services.contacts import contact_identify
 from conversations.services.conversations import conversation_open
 from conversations.services.edits import message_edit
@@ -80,12 +82,44 @@ def _apply_message(channel: Channel, part: InboundMessage) -> None:
         provider_thread_id=part.thread_id,
         type=part.conversation_type,
     )
+    if part.file is not None:
+        _receive_with_file(conversation, contact, part)
+        return
     message_receive(
         conversation=conversation,
         contact=contact,
         content=part.content,
         provider_message_id=part.provider_message_id,
     )
+
+
+def _receive_with_file(conversation: Conversation, contact: Contact, part: InboundMessage) -> None:
+    """A message whose file came inside the event: stored through Django's default storage as
+    an Attachment of the conversation, named by the content and linked to the message. Keyed by
+    the provider id like every message, so a replayed event stores the file once."""
+    assert part.file is not None
+    if Message.objects.filter(
+        channel_id=conversation.channel_id, provider_message_id=part.provider_message_id
+    ).exists():
+        return
+    attachment = attachment_create(
+        conversation=conversation,
+        file=ContentFile(part.file.data),
+        filename=part.file.filename,
+        content_type=part.file.content_type,
+    )
+    message, created = message_receive(
+        conversation=conversation,
+        contact=contact,
+        content={**part.content, "attachment_id": str(attachment.pk)},
+        provider_message_id=part.provider_message_id,
+    )
+    if not created:
+        attachment.file.delete(save=False)
+        attachment.delete()
+        return
+    attachment.message = message
+    attachment.save(update_fields=["message"])
 
 
 def _apply_status(channel: Channel, part: StatusUpdate) -> None:

@@ -128,6 +128,7 @@ class Conversation(models.Model):
         default=True, help_text="The AI answers; off once a human has taken over."
     )
     provider_thread_id = models.CharField(max_length=255, blank=True, db_index=True)
+    llm_conversation_id = models.CharField(max_length=255, blank=True, editable=False)
     # The seq of the newest message; bumped under this row's lock so seqs are gap-free.
     last_seq = models.BigIntegerField(default=0, editable=False)
     last_message = models.ForeignKey(
@@ -283,12 +284,24 @@ class Message(models.Model):
 
 
 def attachment_path(instance: Attachment, filename: str) -> str:
-    return f"attachments/{instance.message.conversation_id}/{instance.id}/{filename}"
+    from tenants.connection import tenant_connection
+
+    # The schema first: one tenant's files can be listed, moved or erased together.
+    schema = tenant_connection().schema_name
+    return f"attachments/{schema}/{instance.conversation_id}/{instance.id}/{filename}"
 
 
 class Attachment(models.Model):
+    """A file in a conversation. Uploaded first (no message yet), then linked by the message
+    whose content names its id; a file is linked to one message at most."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="attachments"
+    )
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
     file = models.FileField(upload_to=attachment_path, max_length=500)
     filename = models.CharField(max_length=255)
     content_type = models.CharField(max_length=100)

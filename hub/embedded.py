@@ -7,10 +7,10 @@ a Ctrl-C in the terminal reaches the launcher, which stops them after the proces
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -107,23 +107,45 @@ class EmbeddedPostgres:
             raise EmbeddedServerError(f"PostgreSQL did not start:\n{log}") from error
         self._ensure_database()
 
+    def _postmaster(self) -> psutil.Process | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            return psutil.Process(pid)
+        except (OSError, ValueError, IndexError, psutil.NoSuchProcess):
+            return None
+
     def _stop_leftover(self, user: str | None) -> None:
         """A launcher killed with -9 leaves its postmaster running; the lock says it is ours."""
-        pid_file = self.data_dir / "postmaster.pid"
-        if not pid_file.exists():
-            return
-        try:
-            pid = int(pid_file.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return
-        if psutil.pid_exists(pid):
-            self._pg_ctl_stop(user)
+        if self._postmaster() is not None:
+            self._shut_down(user)
 
-    def _pg_ctl_stop(self, user: str | None) -> None:
+    def _shut_down(self, user: str | None) -> None:
+        """pg_ctl's fast shutdown, and if the postmaster outlives it (a loaded machine, a failed
+        pg_ctl), a signal to the postmaster itself: no server is left behind."""
         from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
-        with contextlib.suppress(subprocess.CalledProcessError):
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user, timeout=60)
+        postmaster = self._postmaster()
+        try:
+            pg_ctl(
+                ["-w", "-t", "60", "-m", "fast", "stop"],
+                pgdata=self.data_dir,
+                user=user,
+                timeout=90,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+            print(f"hub: pg_ctl stop failed ({type(error).__name__}); stopping PostgreSQL directly")
+        if postmaster is None:
+            return
+        try:
+            postmaster.wait(5)
+        except psutil.TimeoutExpired:
+            postmaster.send_signal(signal.SIGINT)  # PostgreSQL's "fast shutdown"
+            try:
+                postmaster.wait(30)
+            except psutil.TimeoutExpired:
+                postmaster.kill()
+        except psutil.NoSuchProcess:
+            pass
 
     def _ensure_database(self) -> None:
         import psycopg
@@ -137,7 +159,7 @@ class EmbeddedPostgres:
                 conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
 
     def stop(self) -> None:
-        self._pg_ctl_stop(self._run_as())
+        self._shut_down(self._run_as())
 
 
 @dataclass

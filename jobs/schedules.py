@@ -12,6 +12,8 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, str, str]] = {
     "Prune job-run history": ("job_runs.prune", "17", "3"),
     "Wake snoozed conversations": ("conversations.wake_snoozed", "*", "*"),
     "Sweep stranded inbound events": ("channels.sweep_inbound", "*", "*"),
+    "Sweep unprocessed conversations and uncharged replies": ("processing.sweep", "*", "*"),
+    "Deliver due webhooks": ("webhooks.deliver_due", "*", "*"),
 }
 
 

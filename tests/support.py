@@ -60,6 +60,7 @@ class Process:
 
 
 def start_process(args: list[str], *, log_path: Path, env: dict[str, str]) -> Process:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 - the child owns it
     popen = subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -110,12 +110,11 @@ def test_make_run_starts_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> N
             launcher.stop(signal.SIGKILL)
             raise
     assert launcher.popen.returncode == 0, launcher.log()
-    leftovers = (
+    try:
         support.wait_until(
-            lambda: not _processes_using(var_dir) or None, timeout=20, what="every process to exit"
+            lambda: not _processes_using(var_dir), timeout=60, what="every process to exit"
         )
-        if _processes_using(var_dir)
-        else True
-    )
-    assert leftovers
+    except AssertionError:
+        left = [(p.pid, " ".join(p.cmdline())) for p in _processes_using(var_dir)]
+        raise AssertionError(f"processes left behind: {left}") from None
     assert not (var_dir / "embedded.json").exists()

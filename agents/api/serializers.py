@@ -22,6 +22,7 @@ class AgentSerializer(StrictSerializerMixin, serializers.ModelSerializer[Agent])
             "handoff_keywords",
             "handoff_confidence_threshold",
             "fallback_reply",
+            "api_mode",
             "created_at",
             "updated_at",
         ]

@@ -75,6 +75,8 @@ TENANT_APPS = [
     "extraction",
     "jobs",
     "webhooks",
+    "knowledge",
+    "processing",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 TENANT_MODEL = "tenants.Tenant"
@@ -259,6 +261,10 @@ HUB_DELIVERY_MAX_ATTEMPTS = env.env_int("HUB_DELIVERY_MAX_ATTEMPTS", 8)
 HUB_DELIVERY_BACKOFF_BASE_SECONDS = float(env.env_str("HUB_DELIVERY_BACKOFF_BASE_SECONDS", "2"))
 HUB_DELIVERY_BACKOFF_MAX_SECONDS = float(env.env_str("HUB_DELIVERY_BACKOFF_MAX_SECONDS", "600"))
 
+# Credits: what an AI reply costs, plus its tokens (per thousand), unless a tenant overrides it.
+HUB_CREDITS_PER_REPLY = env.env_int("HUB_CREDITS_PER_REPLY", 1)
+HUB_CREDITS_PER_1K_TOKENS = env.env_int("HUB_CREDITS_PER_1K_TOKENS", 0)
+
 LOG_LEVEL = env.env_str("HUB_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
@@ -295,3 +301,19 @@ HUB_WEBHOOKS_RETRY_MAX_INTERVAL_SECONDS = env.env_int(
     "HUB_WEBHOOKS_RETRY_MAX_INTERVAL_SECONDS", 3600
 )
 HUB_WEBHOOKS_RETRY_WINDOW_SECONDS = env.env_int("HUB_WEBHOOKS_RETRY_WINDOW_SECONDS", 24 * 3600)
+
+# The LLM (CONTRACT §2, §6): any OpenAI-compatible endpoint. No key: the offline responder answers.
+OPENAI_API_KEY = env.env_str("OPENAI_API_KEY")
+OPENAI_BASE_URL = env.env_str("OPENAI_BASE_URL")
+HUB_LLM_MODEL = env.env_str("HUB_LLM_MODEL", "gpt-4.1-mini")
+# For calls made without an agent (an agent names its own mode).
+HUB_LLM_API_MODE = env.env_str("HUB_LLM_API_MODE", "responses")
+HUB_LLM_TIMEOUT_SECONDS = float(env.env_str("HUB_LLM_TIMEOUT_SECONDS", "30"))
+HUB_LLM_MAX_RETRIES = env.env_int("HUB_LLM_MAX_RETRIES", 2)
+HUB_LLM_BACKOFF_BASE_SECONDS = float(env.env_str("HUB_LLM_BACKOFF_BASE_SECONDS", "0.5"))
+HUB_LLM_BACKOFF_MAX_SECONDS = float(env.env_str("HUB_LLM_BACKOFF_MAX_SECONDS", "8"))
+# A longer Retry-After is not slept through inside a worker: the call gives up and falls back.
+HUB_LLM_RETRY_AFTER_MAX_SECONDS = float(env.env_str("HUB_LLM_RETRY_AFTER_MAX_SECONDS", "10"))
+# The per-tenant circuit breaker: consecutive failures to open it, seconds it stays open.
+HUB_LLM_BREAKER_THRESHOLD = env.env_int("HUB_LLM_BREAKER_THRESHOLD", 5)
+HUB_LLM_BREAKER_COOLDOWN_SECONDS = float(env.env_str("HUB_LLM_BREAKER_COOLDOWN_SECONDS", "30"))

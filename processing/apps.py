@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class ProcessingConfig(AppConfig):
+    name = "processing"
+    verbose_name = "Message processing"
+
+    def ready(self) -> None:
+        from hub.events import event_subscribe
+        from processing import jobs  # noqa: F401 - registers the periodic jobs
+        from processing.subscribers import on_message_event
+
+        event_subscribe(on_message_event)

@@ -1,0 +1,130 @@
+"""AI replies through the real `openai` client against a fake OpenAI server."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import timedelta
+
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from billing.selectors import credit_balance_get
+from channels_app.models import Channel, ChannelKind
+from conversations.models import Contact, Conversation, Message, Participant
+from conversations.services.messages import message_receive
+from processing.jobs import sweep
+from processing.models import ConversationCursor, ReplyCharge
+from processing.services import conversation_drain
+from tests import support
+from tests.factories import AgentFactory
+from tests.fake_openai import RESPONSES, fake_openai
+
+
+def _conversation() -> Conversation:
+    agent = AgentFactory.create(fallback_reply="We will get back to you soon.")
+    channel = Channel.objects.create(kind=ChannelKind.WEBCHAT, name="Chat", agent=agent, config={})
+    contact = Contact.objects.create(name="Visitor")
+    return Conversation.objects.create(channel=channel, contact=contact)
+
+
+def _ask(conversation: Conversation, text: str) -> None:
+    message_receive(
+        conversation=conversation,
+        contact=conversation.contact,
+        content={"type": "text", "text": text},
+    )
+
+
+def test_the_agent_answers_through_the_llm_and_the_reply_is_priced(tenant_a, openai_fake) -> None:
+    openai_fake.reply_text = "We open at nine."
+    with tenant_a.schema():
+        conversation = _conversation()
+        _ask(conversation, "When do you open?")
+        _ask(conversation, "And on Sunday?")
+        conversation_drain(conversation_id=conversation.pk)
+        replies = list(
+            Message.objects.filter(conversation=conversation, sender_type="ai").order_by("seq")
+        )
+        assert [r.content["text"] for r in replies] == ["We open at nine."] * 2
+        charge = ReplyCharge.objects.get(message=replies[0])
+        assert (charge.amount, charge.tokens) == (1, 30)
+    assert len(openai_fake.requests_to("/v1/conversations")) == 1
+    assert len(openai_fake.requests_to("/v1/responses")) == 2
+
+
+def test_a_failing_llm_opens_the_circuit_and_sends_the_fallback_free(tenant_a, openai_fake) -> None:
+    openai_fake.fail(RESPONSES, 500, times=20)
+    with tenant_a.schema():
+        balance = credit_balance_get()
+        conversation = _conversation()
+        _ask(conversation, "Hello?")
+        conversation_drain(conversation_id=conversation.pk)
+        (reply,) = Message.objects.filter(conversation=conversation, sender_type="ai")
+        assert reply.content["text"] == "We will get back to you soon."
+        assert not ReplyCharge.objects.filter(message=reply).exists()
+        conversation.refresh_from_db()
+        assert (conversation.ai_active, conversation.status) == (False, "pending")
+        assert credit_balance_get() == balance
+        # The circuit is open now: the next conversation does not even try.
+        before = len(openai_fake.requests_to("/v1/responses"))
+        other = _conversation()
+        _ask(other, "Anyone?")
+        conversation_drain(conversation_id=other.pk)
+        assert len(openai_fake.requests_to("/v1/responses")) == before
+
+
+def test_a_worker_killed_mid_message_answers_once_after_restart(committed_db, tmp_path) -> None:
+    slug = committed_db["a"].slug
+    with fake_openai() as openai:
+        openai.reply_text = "Answered."
+        openai.slow(RESPONSES, 30)
+        env = {
+            "HUB_TEST_OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": openai.base_url,
+            "HUB_LLM_TIMEOUT_SECONDS": "60",
+        }
+        with schema_context(slug):
+            conversation = _conversation()
+        try:
+            os.environ.update(env)
+            with support.celery_worker(tmp_path / "first") as first:
+                with schema_context(slug):
+                    _ask(conversation, "Are you there?")
+                support.wait_until(
+                    lambda: openai.requests_to("/v1/responses"), timeout=30, what="the LLM call"
+                )
+                os.killpg(first.popen.pid, signal.SIGKILL)
+                first.popen.wait(10)
+            with schema_context(slug):
+                assert not Message.objects.filter(
+                    conversation=conversation, sender_type="ai"
+                ).exists()
+                # The killed task is never acknowledged; the sweeper finds the waiting message.
+                Message.objects.filter(conversation=conversation).update(
+                    created_at=timezone.now() - timedelta(minutes=5)
+                )
+            with support.celery_worker(tmp_path / "second"), schema_context(slug):
+                assert sweep()["conversations"] == 1
+                support.wait_until(
+                    lambda: Message.objects.filter(
+                        conversation=conversation, sender_type="ai"
+                    ).exists(),
+                    timeout=30,
+                    what="the answer after the restart",
+                )
+                replies = Message.objects.filter(conversation=conversation, sender_type="ai")
+                assert [r.content["text"] for r in replies] == ["Answered."]
+                assert ConversationCursor.objects.get(conversation=conversation).processed_seq == 1
+        finally:
+            for name in env:
+                os.environ.pop(name, None)
+            with schema_context(slug):
+                ReplyCharge.objects.filter(message__conversation=conversation).delete()
+                Conversation.objects.filter(pk=conversation.pk).update(last_message=None)
+                Message.objects.filter(conversation=conversation).delete()
+                Participant.objects.filter(conversation=conversation).delete()
+                ConversationCursor.objects.filter(conversation=conversation).delete()
+                channel = conversation.channel
+                conversation.delete()
+                channel.delete()
