@@ -203,11 +203,15 @@ SPECS: dict[str, ConfigSpec] = {
             "from_address": _email,
             "smtp_host": _text(),
             "smtp_port": _port,
-            "smtp_username": _text(),
-            "smtp_password": _secret,
             "smtp_security": _choice(*SECURITY_CHOICES),
         },
-        optional={"from_name": _text(200), **_IMAP},
+        # A relay that trusts the hub's address needs no login.
+        optional={
+            "from_name": _text(200),
+            "smtp_username": _text(),
+            "smtp_password": _secret,
+            **_IMAP,
+        },
     ),
     ChannelKind.SIGNAL: ConfigSpec(
         required={"api_url": _http_url, "number": _phone},

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -29,14 +28,18 @@ logger = logging.getLogger(__name__)
 SELF_DELIVERED = {ChannelKind.WEBCHAT, ChannelKind.API}
 
 
-@dataclass(frozen=True)
 class DeliveryDeferred(Exception):
-    """Try again later: a transient provider failure or a full rate bucket."""
+    """Try again later: a transient provider failure or a full rate bucket. (A plain class: the
+    exception machinery sets attributes on it, which a frozen dataclass refuses.)"""
 
-    code: str
-    message: str
-    retry_after: float | None
-    counts_as_attempt: bool = True
+    def __init__(
+        self, code: str, message: str, retry_after: float | None, counts_as_attempt: bool = True
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.counts_as_attempt = counts_as_attempt
 
 
 class NotRetryable(ApplicationError):

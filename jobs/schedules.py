@@ -14,6 +14,8 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, str, str]] = {
     "Sweep stranded inbound events": ("channels.sweep_inbound", "*", "*"),
     "Sweep unprocessed conversations and uncharged replies": ("processing.sweep", "*", "*"),
     "Deliver due webhooks": ("webhooks.deliver_due", "*", "*"),
+    "Poll IMAP mailboxes": ("channels.poll_imap", "*", "*"),
+    "Poll Signal accounts": ("channels.poll_signal", "*", "*"),
 }
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from channels_app.providers.base import Provider
+from channels_app.providers.email import Email
 from channels_app.providers.messenger import Instagram, Messenger
 from channels_app.providers.meta import WhatsAppCloud
+from channels_app.providers.signal import Signal
 from channels_app.providers.slack import Slack
 from channels_app.providers.telegram import Telegram
 from channels_app.providers.twilio import Twilio, TwilioWhatsApp
@@ -16,6 +18,8 @@ PROVIDERS: dict[str, Provider] = {
     "messenger": Messenger(),
     "instagram": Instagram(),
     "telegram": Telegram(),
+    "email": Email(),
+    "signal": Signal(),
     "slack": Slack(),
     "sms": Twilio(),
     "whatsapp:twilio": TwilioWhatsApp(),
