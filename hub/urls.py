@@ -17,6 +17,7 @@ api_urlpatterns = [
 
 urlpatterns = [
     *api_urlpatterns,
+    path("webchat/", include("webchat.urls")),
     path(
         "webhooks/<str:slug>/<str:kind>/<str:channel_token>/",
         provider_webhook,

@@ -8,6 +8,7 @@ import logging
 import math
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -15,20 +16,21 @@ from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from agents.llm import LlmUnavailable
 from billing.selectors import credit_can_afford
 from billing.services import InsufficientCredits, credit_debit
 from channels_app.providers.base import content_as_text
 from conversations.models import Conversation, Message
-from conversations.services.conversations import conversation_update
 from conversations.services.messages import message_send
+from processing.handlers import HANDLERS, HandlerContext
+from processing.handlers.answer import HANDOFF_TEXT
+from processing.handlers.base import text_reply
+from processing.handoff import conversation_handoff
 from processing.models import ConversationCursor, ReplyCharge
-from processing.responders import NoAnswer, agent_reply
+from processing.routing import route_decide
 from tenants.connection import tenant_connection
 
 logger = logging.getLogger(__name__)
 
-HANDOFF_TEXT = "I'm passing this to a person from our team, who will answer here shortly."
 STRANDED_AFTER = timedelta(minutes=1)
 DELIVERED_STATUSES = {Message.Status.SENT, Message.Status.DELIVERED, Message.Status.READ}
 
@@ -86,62 +88,57 @@ def conversation_drain(*, conversation_id: uuid.UUID | str) -> int:
         processed += 1
 
 
-def conversation_handoff(*, conversation: Conversation, reason: str) -> None:
-    """A person takes over: the AI stops answering and the conversation waits for an operator."""
-    logger.info("handoff", extra={"conversation_id": str(conversation.pk), "reason": reason})
-    conversation_update(
-        conversation=conversation, ai_active=False, status=Conversation.Status.PENDING
-    )
-
-
 def _reply_price(tokens: int) -> int:
     return settings.HUB_CREDITS_PER_REPLY + math.ceil(
         tokens / 1000 * settings.HUB_CREDITS_PER_1K_TOKENS
     )
 
 
-def _send_ai(conversation: Conversation, inbound: Message, text: str) -> Message:
-    reply, _ = message_send(
-        conversation=conversation,
-        content={"type": "text", "text": text},
-        sender_type=Message.SenderType.AI,
-        client_id=f"reply:{inbound.pk}",
-    )
-    return reply
-
-
 def message_process(*, message: Message) -> None:
-    """Answers one inbound message with the conversation's AI agent, if it is the AI's turn.
-
-    Credits are checked before any LLM call; the reply's price is fixed here and charged once
-    it is delivered. No credits or no answer: the conversation goes to a person."""
+    """Answers one inbound message, if it is the AI's turn: routing picks a handler, the handler
+    says what to reply; the replies are written and the first one's price fixed (charged once
+    it is delivered). Credits are checked before any LLM call (routing may call one too)."""
     conversation = message.conversation
     agent = conversation.channel.agent
-    if not conversation.ai_active or agent is None or message.content.get("type") == "reaction":
+    if not conversation.ai_active or agent is None:
         return
-    question = message.text or content_as_text(message.content)
+    text = message.text or content_as_text(message.content)
     if not credit_can_afford(amount=settings.HUB_CREDITS_PER_REPLY):
         logger.warning(
             "no credits for an AI reply", extra={"conversation_id": str(conversation.pk)}
         )
-        _send_ai(conversation, message, agent.fallback_reply or HANDOFF_TEXT)
+        _send(conversation, message, [text_reply(agent.fallback_reply or HANDOFF_TEXT)])
         conversation_handoff(conversation=conversation, reason="no_credits")
         return
-    try:
-        answer = agent_reply(agent=agent, conversation=conversation, question=question)
-    except NoAnswer:
-        _send_ai(conversation, message, HANDOFF_TEXT)
-        conversation_handoff(conversation=conversation, reason="no_answer")
-        return
-    except LlmUnavailable as unavailable:
-        logger.warning("LLM unavailable; fallback reply", extra={"reason": unavailable.reason})
-        _send_ai(conversation, message, agent.fallback_reply or HANDOFF_TEXT)
-        conversation_handoff(conversation=conversation, reason=f"llm_{unavailable.reason}")
-        return
-    reply = _send_ai(conversation, message, answer.text)
-    ReplyCharge.objects.get_or_create(
-        message=reply, defaults={"amount": _reply_price(answer.tokens), "tokens": answer.tokens}
+    route = route_decide(message=message, conversation=conversation, agent=agent, text=text)
+    context = HandlerContext(
+        message=message, conversation=conversation, agent=agent, text=text, route=route
     )
+    result = HANDLERS[route.handler](context)
+    replies = _send(conversation, message, result.replies)
+    if replies and result.billable:
+        tokens = route.tokens + result.tokens
+        ReplyCharge.objects.get_or_create(
+            message=replies[0], defaults={"amount": _reply_price(tokens), "tokens": tokens}
+        )
+    if result.handoff:
+        conversation_handoff(conversation=conversation, reason=result.handoff)
+
+
+def _send(
+    conversation: Conversation, inbound: Message, contents: list[dict[str, Any]]
+) -> list[Message]:
+    """The AI's replies to one inbound message; client ids make a rerun write nothing twice."""
+    sent = []
+    for index, content in enumerate(contents):
+        reply, _ = message_send(
+            conversation=conversation,
+            content=content,
+            sender_type=Message.SenderType.AI,
+            client_id=f"reply:{inbound.pk}" if index == 0 else f"reply:{inbound.pk}:{index}",
+        )
+        sent.append(reply)
+    return sent
 
 
 @transaction.atomic

@@ -77,6 +77,8 @@ TENANT_APPS = [
     "webhooks",
     "knowledge",
     "processing",
+    "webchat",
+    "inbox",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 TENANT_MODEL = "tenants.Tenant"

@@ -15,8 +15,9 @@ from channels_app.models import Channel, ChannelKind
 from conversations.models import Contact, Conversation, Message, Participant
 from conversations.services.messages import message_receive
 from knowledge.models import KnowledgeDocument
+from processing.handlers.answer import HANDOFF_TEXT
 from processing.models import ConversationCursor, ReplyCharge
-from processing.services import HANDOFF_TEXT, conversation_drain, reply_charge_settle
+from processing.services import conversation_drain, reply_charge_settle
 from tests import support
 from tests.factories import AgentFactory
 

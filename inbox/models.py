@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Notification(models.Model):
+    """Something operators must know about (a handoff, low credits, a dead letter), recorded
+    and pushed to the live inbox."""
+
+    class Kind(models.TextChoices):
+        HANDOFF = "handoff"
+        LOW_CREDITS = "low_credits"
+        DEAD_LETTER = "dead_letter"
+        EXTRACTION_FAILING = "extraction_failing"
+        TASK = "task"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    conversation = models.ForeignKey(
+        "conversations.Conversation",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    # Empty: for every operator of the tenant.
+    operator = models.ForeignKey(
+        "conversations.Operator",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+    )
+    read_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.title}"

@@ -1,0 +1,6 @@
+"""The handler registry: a handler is one module and one import line here."""
+
+from processing.handlers import answer  # noqa: F401
+from processing.handlers.base import HANDLERS, Handler, HandlerContext, HandlerResult, Route
+
+__all__ = ["HANDLERS", "Handler", "HandlerContext", "HandlerResult", "Route"]
