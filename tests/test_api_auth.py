@@ -10,13 +10,7 @@ from rest_framework.test import APIClient
 from agents.models import Agent
 from tenants.models import ApiKey
 from tenants.services import api_key_issue, api_key_revoke, tenant_suspend
-
-
-def _error(response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    return body["error"]
+from tests.support import error_of
 
 
 @pytest.mark.parametrize(
@@ -35,7 +29,7 @@ def test_missing_malformed_or_unknown_key_is_401(tenant_a, header, code) -> None
         client.credentials(HTTP_AUTHORIZATION=header)
     response = client.get("/api/v1/agents/")
     assert response.status_code == 401
-    assert _error(response)["code"] == code
+    assert error_of(response)["code"] == code
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -47,7 +41,7 @@ def test_revoked_key_is_401(tenant_a) -> None:
     api_key_revoke(api_key=issued.api_key)
     response = client.get("/api/v1/agents/")
     assert response.status_code == 401
-    assert "revoked" in _error(response)["message"]
+    assert "revoked" in error_of(response)["message"]
 
 
 def test_key_records_last_use(tenant_a) -> None:
@@ -71,7 +65,7 @@ def test_suspended_tenant_is_403(tenant_a) -> None:
     tenant_suspend(tenant=tenant_a.tenant)
     response = tenant_a.client().get("/api/v1/agents/")
     assert response.status_code == 403
-    assert _error(response)["code"] == "tenant_suspended"
+    assert error_of(response)["code"] == "tenant_suspended"
 
 
 def test_validation_error_names_the_field(tenant_a) -> None:
@@ -79,7 +73,7 @@ def test_validation_error_names_the_field(tenant_a) -> None:
         "/api/v1/agents/", {"name": "", "temperature": "hot", "colour": "red"}, format="json"
     )
     assert response.status_code == 400
-    error = _error(response)
+    error = error_of(response)
     assert error["code"] == "validation_error"
     assert {"name", "temperature"} <= set(error["details"])
 
@@ -89,35 +83,35 @@ def test_unknown_fields_are_refused(tenant_a) -> None:
         "/api/v1/agents/", {"name": "Ann", "colour": "red"}, format="json"
     )
     assert response.status_code == 400
-    assert "colour" in _error(response)["details"]
+    assert "colour" in error_of(response)["details"]
 
 
 def test_malformed_json_is_400(tenant_a) -> None:
     response = tenant_a.client().post("/api/v1/agents/", "{nope", content_type="application/json")
     assert response.status_code == 400
-    assert _error(response)["code"] == "malformed_request"
+    assert error_of(response)["code"] == "malformed_request"
 
 
 def test_wrong_content_type_is_415(tenant_a) -> None:
     response = tenant_a.client().post("/api/v1/agents/", "name=x", content_type="text/plain")
     assert response.status_code == 415
-    assert _error(response)["code"] == "unsupported_media_type"
+    assert error_of(response)["code"] == "unsupported_media_type"
 
 
 def test_unknown_id_and_unknown_path_are_404_in_the_error_shape(tenant_a) -> None:
     client = tenant_a.client()
     response = client.get(f"/api/v1/agents/{uuid.uuid4()}/")
     assert response.status_code == 404
-    assert _error(response)["code"] == "not_found"
+    assert error_of(response)["code"] == "not_found"
     response = client.get("/api/v1/no-such-thing/")
     assert response.status_code == 404
-    assert _error(response)["code"] == "not_found"
+    assert error_of(response)["code"] == "not_found"
 
 
 def test_wrong_method_is_405(tenant_a) -> None:
     response = tenant_a.client().delete("/api/v1/credits/")
     assert response.status_code == 405
-    assert _error(response)["code"] == "method_not_allowed"
+    assert error_of(response)["code"] == "method_not_allowed"
 
 
 def test_rate_limit_is_429_with_retry_after(tenant_a) -> None:
@@ -128,7 +122,7 @@ def test_rate_limit_is_429_with_retry_after(tenant_a) -> None:
     statuses = [client.get("/api/v1/credits/").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     response = client.get("/api/v1/credits/")
-    error = _error(response)
+    error = error_of(response)
     assert error["code"] == "rate_limited"
     assert 1 <= int(response["Retry-After"]) <= 60
     # Another key of the same tenant has its own budget.
@@ -144,7 +138,7 @@ def test_unhandled_error_in_a_view_is_500_in_the_error_shape(tenant_a, monkeypat
     client.raise_request_exception = False
     response = client.get("/api/v1/credits/")
     assert response.status_code == 500
-    assert _error(response)["code"] == "internal_error"
+    assert error_of(response)["code"] == "internal_error"
     assert "boom" not in response.content.decode()
 
 
@@ -157,7 +151,7 @@ def test_django_level_500_on_an_api_path_is_json(tenant_a, monkeypatch) -> None:
     client.raise_request_exception = False
     response = client.get("/api/v1/credits/")
     assert response.status_code == 500
-    assert _error(response)["code"] == "internal_error"
+    assert error_of(response)["code"] == "internal_error"
 
 
 def test_another_tenants_key_never_sees_or_touches_its_rows(tenant_a, tenant_b) -> None:

@@ -11,6 +11,7 @@ from django.db import connection
 
 from channels_app.models import Channel
 from tests.factories import AgentFactory, ChannelFactory, ConversationFactory
+from tests.support import error_of
 
 SECRETS = {
     "access_token": "EAAG-secret-access-token-1234567890",
@@ -76,20 +77,6 @@ VALID: dict[str, dict[str, Any]] = {
     },
     "api": {},
 }
-
-
-def _error(response: Any) -> dict[str, Any]:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    return body["error"]
-
-
-@pytest.fixture(autouse=True)
-def _generous_rate_limit(settings) -> None:
-    """These tests send hundreds of requests with the tenant's one key in a few seconds; the
-    limit itself is tested in test_api_auth."""
-    settings.HUB_API_RATE_PER_MINUTE = 1_000_000
 
 
 def _kind(name: str) -> str:
@@ -209,7 +196,7 @@ def test_invalid_config_is_400_naming_the_key(tenant_a, kind, config, field) -> 
         "/api/v1/channels/", {"kind": kind, "name": "x", "config": config}, format="json"
     )
     assert response.status_code == 400, response.content
-    error = _error(response)
+    error = error_of(response)
     assert error["code"] == "validation_error"
     assert field in error["details"]
     with tenant_a.schema():
@@ -229,7 +216,7 @@ def test_invalid_config_is_400_naming_the_key(tenant_a, kind, config, field) -> 
 def test_invalid_fields_are_400_naming_the_field(tenant_a, body, field) -> None:
     response = tenant_a.client().post("/api/v1/channels/", body, format="json")
     assert response.status_code == 400
-    assert field in _error(response)["details"]
+    assert field in error_of(response)["details"]
 
 
 def test_agent_is_set_and_another_tenants_agent_is_refused(tenant_a, tenant_b) -> None:
@@ -241,7 +228,7 @@ def test_agent_is_set_and_another_tenants_agent_is_refused(tenant_a, tenant_b) -
     assert created.json()["enabled"] is False
     refused = _create(tenant_b.client(), "api", agent=str(agent.pk))
     assert refused.status_code == 400
-    assert "agent" in _error(refused)["details"]
+    assert "agent" in error_of(refused)["details"]
 
 
 def test_patch_merges_config_and_keeps_omitted_secrets(tenant_a) -> None:
@@ -285,7 +272,7 @@ def test_patch_merges_config_and_keeps_omitted_secrets(tenant_a) -> None:
         f"/api/v1/channels/{channel_id}/", {"config": {"app_secret": None}}, format="json"
     )
     assert refused.status_code == 400
-    assert "config.app_secret" in _error(refused)["details"]
+    assert "config.app_secret" in error_of(refused)["details"]
 
 
 def test_switching_whatsapp_provider_needs_the_new_providers_credentials(tenant_a) -> None:
@@ -294,7 +281,7 @@ def test_switching_whatsapp_provider_needs_the_new_providers_credentials(tenant_
     url = f"/api/v1/channels/{channel_id}/"
     refused = client.patch(url, {"config": {"provider": "twilio"}}, format="json")
     assert refused.status_code == 400
-    assert "config.account_sid" in _error(refused)["details"]
+    assert "config.account_sid" in error_of(refused)["details"]
     switched = client.patch(url, {"config": VALID["whatsapp_twilio"]}, format="json")
     assert switched.status_code == 200
     assert switched.json()["secrets_set"] == ["auth_token"]
@@ -308,12 +295,12 @@ def test_kind_is_immutable_and_unknown_fields_refused(tenant_a) -> None:
     url = f"/api/v1/channels/{channel['id']}/"
     changed = client.patch(url, {"kind": "telegram"}, format="json")
     assert changed.status_code == 400
-    assert "kind" in _error(changed)["details"]
+    assert "kind" in error_of(changed)["details"]
     same = client.patch(url, {"kind": "webchat", "name": "Same kind"}, format="json")
     assert same.status_code == 200
     unknown = client.patch(url, {"channel_token": "mine"}, format="json")
     assert unknown.status_code == 400
-    assert "channel_token" in _error(unknown)["details"]
+    assert "channel_token" in error_of(unknown)["details"]
     assert client.get(url).json()["channel_token"] == channel["channel_token"]
 
 
@@ -342,7 +329,7 @@ def test_delete_is_409_while_conversations_use_it(tenant_a) -> None:
         used = ConversationFactory.create().channel
     response = client.delete(f"/api/v1/channels/{used.pk}/")
     assert response.status_code == 409
-    error = _error(response)
+    error = error_of(response)
     assert error["code"] == "channel_in_use"
     assert "enabled" in error["message"]
     with tenant_a.schema():

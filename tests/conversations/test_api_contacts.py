@@ -12,22 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from conversations.models import Contact, ContactIdentity, Conversation, Message
 from conversations.services.messages import message_receive
 from tests.factories import ContactFactory, ContactIdentityFactory, ConversationFactory
+from tests.support import error_of
 
 URL = "/api/v1/contacts/"
-
-
-def _error(response: Any) -> dict[str, Any]:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    return body["error"]
-
-
-@pytest.fixture(autouse=True)
-def _generous_rate_limit(settings) -> None:
-    """These tests send hundreds of requests with the tenant's one key in a few seconds; the
-    limit itself is tested in test_api_auth."""
-    settings.HUB_API_RATE_PER_MINUTE = 1_000_000
 
 
 def _create(client: Any, **body: Any) -> Any:
@@ -67,7 +54,7 @@ def test_an_identity_is_unique_per_tenant(tenant_a, tenant_b) -> None:
     assert _create(tenant_a.client(), name="First", identities=[identity]).status_code == 201
     taken = _create(tenant_a.client(), name="Second", identities=[identity])
     assert taken.status_code == 409
-    assert _error(taken)["code"] == "identity_taken"
+    assert error_of(taken)["code"] == "identity_taken"
     with tenant_a.schema():
         assert not Contact.objects.filter(name="Second").exists()
     # Another tenant's contacts are another world.
@@ -97,7 +84,7 @@ def test_an_identity_is_unique_per_tenant(tenant_a, tenant_b) -> None:
 def test_invalid_input_is_400_naming_the_field(tenant_a, body, field) -> None:
     response = _create(tenant_a.client(), **body)
     assert response.status_code == 400, response.content
-    error = _error(response)
+    error = error_of(response)
     assert error["code"] == "validation_error"
     assert field in error["details"]
 
@@ -107,7 +94,7 @@ def test_nested_unknown_field_is_named(tenant_a) -> None:
         tenant_a.client(), identities=[{"channel_kind": "sms", "external_id": "1", "colour": 1}]
     )
     assert response.status_code == 400
-    assert "'colour': ['Unknown field.']" in str(_error(response)["details"]["identities"])
+    assert "'colour': ['Unknown field.']" in str(error_of(response)["details"]["identities"])
 
 
 def test_search_by_name_email_or_phone(tenant_a) -> None:
@@ -189,13 +176,13 @@ def test_patch_changes_fields_and_replaces_identities(tenant_a) -> None:
         format="json",
     )
     assert taken.status_code == 409
-    assert _error(taken)["code"] == "identity_taken"
+    assert error_of(taken)["code"] == "identity_taken"
     after = client.get(url).json()
     assert after["name"] == "Ann Lee"
     assert len(after["identities"]) == 2
     bad = client.patch(url, {"nickname": "A"}, format="json")
     assert bad.status_code == 400
-    assert "nickname" in _error(bad)["details"]
+    assert "nickname" in error_of(bad)["details"]
 
 
 def test_delete_without_conversations_and_409_with(tenant_a) -> None:
@@ -207,7 +194,7 @@ def test_delete_without_conversations_and_409_with(tenant_a) -> None:
         busy = ConversationFactory.create().contact
     response = client.delete(f"{URL}{busy.pk}/")
     assert response.status_code == 409
-    error = _error(response)
+    error = error_of(response)
     assert error["code"] == "contact_in_use"
     assert "erase" in error["message"]
 
@@ -245,7 +232,7 @@ def test_merge_refuses_itself_unknown_and_foreign_sources(tenant_a, tenant_b) ->
     contact = _create(client, name="Ann").json()["id"]
     itself = client.post(f"{URL}{contact}/merge/", {"source": contact}, format="json")
     assert itself.status_code == 400
-    assert _error(itself)["code"] == "invalid_merge"
+    assert error_of(itself)["code"] == "invalid_merge"
     foreign = _create(tenant_b.client(), name="B's").json()["id"]
     unknown = client.post(f"{URL}{contact}/merge/", {"source": str(uuid.uuid4())}, format="json")
     other = client.post(f"{URL}{contact}/merge/", {"source": foreign}, format="json")
@@ -253,7 +240,7 @@ def test_merge_refuses_itself_unknown_and_foreign_sources(tenant_a, tenant_b) ->
     assert unknown.json() == other.json()
     malformed = client.post(f"{URL}{contact}/merge/", {"source": "nope"}, format="json")
     assert malformed.status_code == 400
-    assert "source" in _error(malformed)["details"]
+    assert "source" in error_of(malformed)["details"]
     with tenant_b.schema():
         assert Contact.objects.filter(pk=foreign).exists()
 

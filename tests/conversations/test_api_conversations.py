@@ -18,22 +18,9 @@ from conversations.services.messages import message_receive, message_send
 from tenants.models import ApiKey
 from tenants.services import api_key_issue
 from tests.factories import ContactFactory, ConversationFactory, OperatorFactory
+from tests.support import error_of
 
 URL = "/api/v1/conversations/"
-
-
-def _error(response: Any) -> dict[str, Any]:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    return body["error"]
-
-
-@pytest.fixture(autouse=True)
-def _generous_rate_limit(settings) -> None:
-    """These tests send hundreds of requests with the tenant's one key in a few seconds; the
-    limit itself is tested in test_api_auth."""
-    settings.HUB_API_RATE_PER_MINUTE = 1_000_000
 
 
 def _inbound(conversation: Conversation, text: str = "hello") -> Message:
@@ -161,7 +148,7 @@ def test_filters(tenant_a) -> None:
 def test_invalid_filters_are_400_naming_the_parameter(tenant_a, params, field) -> None:
     response = tenant_a.client().get(f"{URL}?{params}")
     assert response.status_code == 400
-    error = _error(response)
+    error = error_of(response)
     assert error["code"] == "validation_error"
     assert field in error["details"]
 
@@ -273,7 +260,7 @@ def test_patch_bad_input_is_400_naming_the_field(tenant_a, body, field) -> None:
         conversation = ConversationFactory.create()
     response = tenant_a.client().patch(f"{URL}{conversation.pk}/", body, format="json")
     assert response.status_code == 400, response.content
-    assert field in _error(response)["details"]
+    assert field in error_of(response)["details"]
 
 
 def test_mute_assign_and_status_actions(tenant_a) -> None:
@@ -286,7 +273,7 @@ def test_mute_assign_and_status_actions(tenant_a) -> None:
     assert muted.status_code == 200
     assert muted.json()["muted"] is True
     assert client.post(f"{url}mute/", {"muted": False}, format="json").json()["muted"] is False
-    assert "muted" in _error(client.post(f"{url}mute/", {}, format="json"))["details"]
+    assert "muted" in error_of(client.post(f"{url}mute/", {}, format="json"))["details"]
 
     assigned = client.post(f"{url}assign/", {"operator": str(operator.pk)}, format="json")
     assert assigned.status_code == 200
@@ -295,7 +282,7 @@ def test_mute_assign_and_status_actions(tenant_a) -> None:
         assert Participant.objects.filter(conversation=conversation, operator=operator).exists()
     nobody = client.post(f"{url}assign/", {"operator": str(uuid.uuid4())}, format="json")
     assert nobody.status_code == 400
-    assert "operator" in _error(nobody)["details"]
+    assert "operator" in error_of(nobody)["details"]
     assert (
         client.post(f"{url}assign/", {"operator": None}, format="json").json()["assignee"] is None
     )
@@ -308,12 +295,12 @@ def test_mute_assign_and_status_actions(tenant_a) -> None:
         f"{url}status/", {"status": "snoozed", "snoozed_until": past}, format="json"
     )
     assert refused.status_code == 400
-    assert _error(refused)["code"] == "invalid_status"
-    assert "snoozed_until" in _error(refused)["details"]
+    assert error_of(refused)["code"] == "invalid_status"
+    assert "snoozed_until" in error_of(refused)["details"]
     unknown = client.post(f"{url}status/", {"status": "resolved", "why": "x"}, format="json")
-    assert "why" in _error(unknown)["details"]
+    assert "why" in error_of(unknown)["details"]
     negative = client.post(f"{url}read/", {"seq": -1}, format="json")
-    assert "seq" in _error(negative)["details"]
+    assert "seq" in error_of(negative)["details"]
 
 
 def test_participants_and_the_group_limit(tenant_a) -> None:
@@ -341,7 +328,7 @@ def test_participants_and_the_group_limit(tenant_a) -> None:
     client.post(f"{URL}{group.pk}/read/", {}, format="json")
     full = client.post(url, {"contact": str(second.pk), "role": "member"}, format="json")
     assert full.status_code == 409
-    assert _error(full)["code"] == "group_full"
+    assert error_of(full)["code"] == "group_full"
     listed = client.get(url).json()
     assert len(listed["results"]) == 3
     assert listed["results"][0]["role"] == "customer"
@@ -353,7 +340,7 @@ def test_participants_and_the_group_limit(tenant_a) -> None:
     ):
         response = client.post(url, body, format="json")
         assert response.status_code == 400
-        assert field in _error(response)["details"]
+        assert field in error_of(response)["details"]
 
 
 def test_another_tenants_conversation_is_not_found(tenant_a, tenant_b) -> None:

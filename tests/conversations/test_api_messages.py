@@ -16,23 +16,10 @@ from django.test.utils import CaptureQueriesContext
 from conversations.models import Attachment, Conversation, Message
 from conversations.services.messages import message_receive
 from tests.factories import ConversationFactory, OperatorFactory
+from tests.support import error_of
 
 TEXT = {"type": "text", "text": "hello"}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-def _error(response: Any) -> dict[str, Any]:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    return body["error"]
-
-
-@pytest.fixture(autouse=True)
-def _generous_rate_limit(settings) -> None:
-    """These tests send hundreds of requests with the tenant's one key in a few seconds; the
-    limit itself is tested in test_api_auth."""
-    settings.HUB_API_RATE_PER_MINUTE = 1_000_000
 
 
 def _url(conversation: Conversation, rest: str = "messages/") -> str:
@@ -79,7 +66,7 @@ def test_list_is_in_seq_order_with_a_cursor_and_after_seq(tenant_a) -> None:
     assert after[0]["sender"] == {"type": "contact", "id": str(conversation.contact_id)}
     bad = client.get(_url(conversation), {"after_seq": "five"})
     assert bad.status_code == 400
-    assert "after_seq" in _error(bad)["details"]
+    assert "after_seq" in error_of(bad)["details"]
 
 
 def test_list_runs_a_constant_number_of_queries(tenant_a, media) -> None:
@@ -183,7 +170,7 @@ def test_invalid_input_is_400_naming_the_field(tenant_a, body, field) -> None:
         conversation = ConversationFactory.create()
     response = tenant_a.client().post(_url(conversation), body, format="json")
     assert response.status_code == 400, response.content
-    error = _error(response)
+    error = error_of(response)
     assert error["code"] == "validation_error"
     assert field in error["details"]
     with tenant_a.schema():
@@ -276,7 +263,7 @@ def test_upload_a_file_and_send_it(tenant_a, media) -> None:
         format="json",
     )
     assert reused.status_code == 400
-    assert "content.attachment_id" in _error(reused)["details"]
+    assert "content.attachment_id" in error_of(reused)["details"]
 
 
 def test_linking_checks_the_attachment(tenant_a, media) -> None:
@@ -295,7 +282,7 @@ def test_linking_checks_the_attachment(tenant_a, media) -> None:
     ):
         response = client.post(_url(conversation), {"content": content}, format="json")
         assert response.status_code == 400, response.content
-        assert field in _error(response)["details"]
+        assert field in error_of(response)["details"]
     document = client.post(
         _url(conversation),
         {"content": {"type": "document", "attachment_id": pdf_id}},
@@ -335,7 +322,7 @@ def test_upload_over_the_limit_is_413(tenant_a, media, settings) -> None:
     far_over = _upload(client, conversation, data=b"x" * 200_000)
     for response in (over, far_over):
         assert response.status_code == 413
-        error = _error(response)
+        error = error_of(response)
         assert error["code"] == "payload_too_large"
         assert error["details"]["max_bytes"] == 1000
     with tenant_a.schema():
@@ -350,7 +337,7 @@ def test_default_limit_is_10_mib(tenant_a, media, settings) -> None:
         conversation = ConversationFactory.create()
     response = _upload(tenant_a.client(), conversation, data=b"x" * (10 * 1024 * 1024 + 1))
     assert response.status_code == 413
-    assert _error(response)["details"]["max_bytes"] == 10 * 1024 * 1024
+    assert error_of(response)["details"]["max_bytes"] == 10 * 1024 * 1024
 
 
 def test_upload_needs_multipart_with_one_file(tenant_a, media) -> None:
@@ -360,16 +347,16 @@ def test_upload_needs_multipart_with_one_file(tenant_a, media) -> None:
     url = _url(conversation, "attachments/")
     as_json = client.post(url, {"file": "aGVsbG8="}, format="json")
     assert as_json.status_code == 415
-    assert _error(as_json)["code"] == "unsupported_media_type"
+    assert error_of(as_json)["code"] == "unsupported_media_type"
     no_file = client.post(url, {})
     assert no_file.status_code == 400
-    assert "file" in _error(no_file)["details"]
+    assert "file" in error_of(no_file)["details"]
     extra = _upload(client, conversation, note="x")
     assert extra.status_code == 400
-    assert "note" in _error(extra)["details"]
+    assert "note" in error_of(extra)["details"]
     empty = _upload(client, conversation, data=b"")
     assert empty.status_code == 400
-    assert "file" in _error(empty)["details"]
+    assert "file" in error_of(empty)["details"]
 
 
 def test_another_tenants_messages_are_not_found(tenant_a, tenant_b, media) -> None:
