@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -14,7 +15,7 @@ from redis.exceptions import RedisError
 
 from channels_app.models import ChannelKind, DeadLetter
 from channels_app.providers import provider_for
-from channels_app.providers.base import OutboundMessage
+from channels_app.providers.base import OutboundMessage, Provider, RateLimit
 from conversations.models import ContactIdentity, Message
 from conversations.services.messages import message_status_update
 from hub.exceptions import ApplicationError
@@ -82,6 +83,20 @@ def _outbound(message: Message) -> OutboundMessage:
     )
 
 
+def _rate_limits(
+    provider: Provider, outbound: OutboundMessage, config: dict[str, Any]
+) -> list[RateLimit]:
+    """The provider's published rates; a channel's `messages_per_second` replaces the first
+    (account-wide) one, so a tenant can stay below a stricter limit of its own account."""
+    limits = provider.rate_limits(message=outbound, config=config)
+    override = config.get("messages_per_second")
+    if override and limits:
+        per_second = float(override)
+        capacity = max(1, int(per_second))
+        limits = [RateLimit(limits[0].scope, capacity, capacity / per_second), *limits[1:]]
+    return limits
+
+
 def message_deliver(*, message_id: uuid.UUID | str) -> Message | None:
     """Delivers one pending outbound message. Idempotent: a message no longer pending is left
     alone, so a redelivered task sends nothing twice. Raises DeliveryDeferred to be retried."""
@@ -104,7 +119,7 @@ def message_deliver(*, message_id: uuid.UUID | str) -> Message | None:
         )
         return message
     outbound = _outbound(message)
-    for limit in provider.rate_limits(message=outbound, config=channel.config):
+    for limit in _rate_limits(provider, outbound, channel.config):
         try:
             decision = token_bucket_take(
                 key=f"hub:send-rate:{channel.pk}:{limit.scope}",

@@ -257,3 +257,35 @@ def test_admin_lists_dead_letters_and_requeues_them(tenant_a, graph, settings, c
     with tenant_a.schema():
         assert Message.objects.get(pk=message.pk).status == "pending"
         assert DeadLetter.objects.get(pk=dead.pk).requeued_at is not None
+
+
+def test_a_channel_can_send_slower_than_the_providers_rate(tenant_a, graph) -> None:
+    graph.default(r"/messages$", 200, _wamid)
+    config = {**WA_CONFIG, "messages_per_second": 0.5}
+    with tenant_a.schema():
+        conversation = _conversation("whatsapp", config, "15555550123")
+        first, second = (_send(conversation, {"type": "text", "text": t}) for t in ("a", "b"))
+        message_deliver(message_id=first.pk)
+        with pytest.raises(DeliveryDeferred) as deferred:
+            message_deliver(message_id=second.pk)
+    assert deferred.value.code == "rate_limited"
+    assert 1.5 < (deferred.value.retry_after or 0) <= 2.0
+    assert len(graph.requests) == 1
+
+
+def test_the_rate_setting_is_validated(tenant_a) -> None:
+    response = tenant_a.client().post(
+        "/api/v1/channels/",
+        {
+            "kind": "telegram",
+            "name": "Bot",
+            "config": {
+                "bot_token": "123456:" + "A" * 30,
+                "secret_token": "s",
+                "messages_per_second": -1,
+            },
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "config.messages_per_second" in response.json()["error"]["details"]
