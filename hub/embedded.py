@@ -15,10 +15,17 @@ import socket
 import stat
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+with warnings.catch_warnings():
+    # pgserver computes a runtime folder at import and warns when XDG_RUNTIME_DIR is unset;
+    # the hub never uses that folder.
+    warnings.simplefilter("ignore")
+    import pgserver  # noqa: F401
 
 # When run as root, PostgreSQL refuses to start; pgserver runs it as this unprivileged system user.
 POSTGRES_SYSTEM_USER = "pgserver"
@@ -56,8 +63,6 @@ class EmbeddedPostgres:
         return f"postgres://postgres@127.0.0.1:{self.port}/{DATABASE_NAME}"
 
     def _run_as(self) -> str | None:
-        # Importing pgserver warns that XDG_RUNTIME_DIR is unset; we never use that folder.
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir.parent))
         if os.geteuid() != 0:
             return None
         from pgserver.utils import ensure_user_exists

@@ -110,9 +110,13 @@ def json_error_response(code: str, message: str, status_code: int) -> JsonRespon
     return JsonResponse(error_body(code, message), status=status_code)
 
 
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    return json_error_response("not_found", "Not found.", 404)
+
+
 def page_not_found(request: HttpRequest, exception: Exception) -> Any:
     if _is_api(request):
-        return json_error_response("not_found", "Not found.", 404)
+        return api_not_found(request)
     from django.views.defaults import page_not_found as default
 
     return default(request, exception)

@@ -196,3 +196,11 @@ def test_agent_crud_and_cursor_pagination(tenant_a) -> None:
         == 0.9
     )
     assert client.delete(f"/api/v1/agents/{agent_id}/").status_code == 204
+
+
+def test_unknown_api_paths_are_json_404_even_in_debug(tenant_a, settings) -> None:
+    settings.DEBUG = True
+    response = tenant_a.client().get("/api/v1/no-such-resource/")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+    assert response.client.get("/api/nothing-here").json()["error"]["code"] == "not_found"
