@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
+from functools import partial
+from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
@@ -13,15 +15,18 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
-from channels_app.models import Channel, InboundEvent
+from channels_app.media import media_fetch_enqueue, media_needs_fetch
+from channels_app.models import Channel, ChannelKind, InboundEvent
 from channels_app.providers import provider_for
 from channels_app.providers.base import InboundMessage, StatusUpdate
+from conversations.content import InvalidContent, content_validate
 from conversations.models import Contact, Conversation, Message
 from conversations.services.attachments import attachment_create
 from conversations.services.contacts import contact_identify
 from conversations.services.conversations import conversation_open
 from conversations.services.edits import message_edit
 from conversations.services.messages import message_receive, message_status_update
+from hub.exceptions import ApplicationError, ConflictError
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +90,16 @@ def _apply_message(channel: Channel, part: InboundMessage) -> None:
     if part.file is not None:
         _receive_with_file(conversation, contact, part)
         return
-    message_receive(
+    message, created = message_receive(
         conversation=conversation,
         contact=contact,
         content=part.content,
         provider_message_id=part.provider_message_id,
     )
+    if created and media_needs_fetch(content=message.content):
+        # After the commit, so the task finds the message; a redelivery creates nothing and
+        # enqueues nothing.
+        transaction.on_commit(partial(media_fetch_enqueue, message_id=message.pk))
 
 
 def _receive_with_file(conversation: Conversation, contact: Contact, part: InboundMessage) -> None:
@@ -186,3 +195,54 @@ def inbound_events_sweep() -> dict[str, int]:
     ).values_list("pk", flat=True)[:1000]
     enqueued = sum(inbound_event_enqueue(event_id=event_id) for event_id in stranded)
     return {"enqueued": enqueued}
+
+
+class NotAnApiChannel(ApplicationError):
+    default_code = "not_an_api_channel"
+    default_detail = "Only a channel of kind `api` takes inbound messages from the API."
+
+
+class ChannelDisabled(ConflictError):
+    default_code = "channel_disabled"
+    default_detail = "The channel is disabled; enable it to receive messages."
+
+
+@transaction.atomic
+def api_message_receive(
+    *,
+    channel: Channel,
+    external_id: str,
+    name: str,
+    content: Any,
+    external_message_id: str,
+) -> tuple[Message, bool]:
+    """An integrator's inbound message on an API channel: the contact identified by its
+    `api` identity (created on first sight), its conversation on the channel opened, the
+    message received, and processing started by `message.created` like any channel's.
+
+    Idempotent by `external_message_id` within the channel: a repeat returns the first message
+    (`created` False) and writes nothing. Invalid content writes nothing either.
+    """
+    if channel.kind != ChannelKind.API:
+        raise NotAnApiChannel()
+    if not channel.enabled:
+        raise ChannelDisabled()
+    existing = Message.objects.filter(
+        channel=channel, provider_message_id=external_message_id
+    ).first()
+    if existing is not None:
+        return existing, False
+    content_validate(content)
+    if content.get("attachment_id"):
+        # An upload belongs to a conversation the integrator cannot name yet: files come by url.
+        raise InvalidContent(
+            details={"content.attachment_id": ["Not accepted here; give the file's url."]}
+        )
+    contact, _ = contact_identify(channel_kind=ChannelKind.API, external_id=external_id, name=name)
+    conversation, _ = conversation_open(channel=channel, contact=contact)
+    return message_receive(
+        conversation=conversation,
+        contact=contact,
+        content=content,
+        provider_message_id=external_message_id,
+    )

@@ -105,11 +105,20 @@ def content_validate(content: Any) -> tuple[dict[str, Any], str]:
             "media_id",
             "voice",
             "sticker",
+            "media_error",
         }
         normalised = {"type": kind}
         for flag in ("voice", "sticker"):
             if content.get(flag) is True:
                 normalised[flag] = True
+        # Set by the hub when a provider's file could not be fetched (too large, expired).
+        error = content.get("media_error")
+        if error is not None:
+            if not isinstance(error, dict) or not all(
+                isinstance(error.get(key), str) for key in ("code", "message")
+            ):
+                raise _fail("media_error", "Must be an object with code and message.")
+            normalised["media_error"] = {"code": error["code"], "message": error["message"]}
         for key, limit in (("url", 2000), ("attachment_id", 64), ("media_id", 255)):
             value = _string(content, key, required=False, limit=limit)
             if value:

@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from channels_app.api.delivery import MessageRetryView
+from channels_app.api.inbound import ChannelInboundView
 
 urlpatterns = [
     path("", include("agents.api.urls")),
@@ -11,4 +12,7 @@ urlpatterns = [
     path("", include("conversations.api.urls")),
     path("", include("webhooks.api.urls")),
     path("messages/<str:message_id>/retry/", MessageRetryView.as_view(), name="message-retry"),
+    path(
+        "channels/<uuid:channel_id>/inbound/", ChannelInboundView.as_view(), name="channel-inbound"
+    ),
 ]

@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 
+from hub.http import Download, ProviderError
+
 
 @dataclass(frozen=True)
 class InboundFile:
@@ -64,6 +66,16 @@ class OutboundMessage:
 @dataclass(frozen=True)
 class SendResult:
     provider_message_id: str
+
+
+@dataclass(frozen=True)
+class FetchedMedia:
+    """A media message's file, downloaded from the provider."""
+
+    data: bytes
+    # The provider's type for it; empty or generic when it gave none worth keeping.
+    content_type: str
+    filename: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,18 @@ class Provider:
     def rate_limits(self, *, message: OutboundMessage, config: dict[str, Any]) -> list[RateLimit]:
         return []
 
+    def fetch_media(
+        self, *, content: dict[str, Any], config: dict[str, Any], max_bytes: int
+    ) -> FetchedMedia:
+        """Downloads the file an inbound media message names (its `media_id` or the provider's
+        `url`), reading at most `max_bytes` of it (hub.http.ResponseTooLarge past that).
+        Raises hub.http.ProviderError, transient or permanent, like `send`."""
+        raise ProviderError(
+            code="no_media_fetch",
+            message=f"The hub cannot download {self.name} media.",
+            transient=False,
+        )
+
 
 def secrets_match(expected: str | bytes, given: str | bytes) -> bool:
     """Constant-time comparison for signatures and tokens."""
@@ -158,3 +182,16 @@ def content_as_text(content: dict[str, Any], media_urls: tuple[str, ...] = ()) -
         return str(content.get("emoji", ""))
     parts = [content.get("caption", ""), *media_urls, content.get("url", "")]
     return "\n".join(part for part in parts if part)
+
+
+def fetched_media(
+    download: Download, content: dict[str, Any], *, filename: str = ""
+) -> FetchedMedia:
+    """A download as the message's file. The message's own type and name, from the provider's
+    event, win over what the file server says (often `application/octet-stream` and a storage
+    key); `filename` is the adapter's fallback, such as the last part of the file's path."""
+    return FetchedMedia(
+        data=download.data,
+        content_type=str(content.get("mime_type") or download.content_type),
+        filename=str(content.get("filename") or download.filename or filename),
+    )

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db.models import Max
 
 from channels_app.providers.base import (
+    FetchedMedia,
     InboundEventPart,
     InboundMessage,
     OutboundMessage,
@@ -37,10 +38,11 @@ from channels_app.providers.base import (
     SendResult,
     StatusUpdate,
     content_as_text,
+    fetched_media,
 )
 from channels_app.providers.meta import MetaProvider, graph_error
 from conversations.models import Message
-from hub.http import ProviderError, provider_request
+from hub.http import ProviderError, provider_download, provider_request
 
 MAX_QUICK_REPLIES = 13
 MAX_QUICK_REPLY_TITLE = 20
@@ -334,6 +336,19 @@ class MetaMessaging(MetaProvider):
         if message.content.get("type") in {"audio", "video"}:
             limits.append(RateLimit(scope="audio-video", capacity=5, per_seconds=1))
         return limits
+
+    def fetch_media(
+        self, *, content: dict[str, Any], config: dict[str, Any], max_bytes: int
+    ) -> FetchedMedia:
+        """The attachment's CDN URL needs no token, but it expires (within days): a message
+        fetched too late fails with the CDN's 403 or 404, recorded on the message."""
+        url = str(content.get("url") or "")
+        if not url:
+            raise ProviderError(
+                code="no_media_url", message="The message names no file URL.", transient=False
+            )
+        download = provider_download(url, max_bytes=max_bytes)
+        return fetched_media(download, content, filename=_filename(url))
 
     def _bodies(self, message: OutboundMessage) -> list[dict[str, Any]]:
         """The Send API requests for one canonical message, in order."""

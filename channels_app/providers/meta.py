@@ -14,6 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
 
 from channels_app.providers.base import (
+    FetchedMedia,
     InboundEventPart,
     InboundMessage,
     OutboundMessage,
@@ -22,9 +23,16 @@ from channels_app.providers.base import (
     SendResult,
     StatusUpdate,
     WebhookRejected,
+    fetched_media,
     secrets_match,
 )
-from hub.http import ProviderError, provider_request, retry_after_seconds
+from hub.http import (
+    ProviderError,
+    ResponseTooLarge,
+    provider_download,
+    provider_request,
+    retry_after_seconds,
+)
 
 MEDIA_TYPES = {"image", "video", "audio", "document", "sticker"}
 STATUSES = {"sent", "delivered", "read", "failed"}
@@ -228,6 +236,39 @@ class WhatsAppCloud(MetaProvider):
     def rate_limits(self, *, message: OutboundMessage, config: dict[str, Any]) -> list[RateLimit]:
         # Cloud API throughput per business phone number.
         return [RateLimit(scope="number", capacity=80, per_seconds=1)]
+
+    def fetch_media(
+        self, *, content: dict[str, Any], config: dict[str, Any], max_bytes: int
+    ) -> FetchedMedia:
+        """`GET /{media-id}` gives a short-lived URL (and the size), which is then downloaded
+        with the same token. The media id stays valid for 30 days, the URL for 5 minutes, so a
+        retry asks for a fresh URL."""
+        media_id = str(content.get("media_id") or "")
+        if not media_id:
+            raise ProviderError(
+                code="no_media_id", message="The message names no WhatsApp media.", transient=False
+            )
+        headers = {"Authorization": f"Bearer {config['access_token']}"}
+        params = {"phone_number_id": config["phone_number_id"]}
+        response = provider_request(
+            "GET", f"{settings.HUB_META_GRAPH_URL}/{media_id}", params=params, headers=headers
+        )
+        if response.status_code != 200:
+            raise graph_error(response)
+        try:
+            media = response.json()
+            url = str(media["url"])
+        except (ValueError, KeyError, TypeError):
+            raise ProviderError(
+                code="unexpected_response",
+                message="The Graph API answered without the media's URL.",
+                transient=False,
+            ) from None
+        if str(media.get("file_size", "")).isdigit() and int(media["file_size"]) > max_bytes:
+            raise ResponseTooLarge(max_bytes=max_bytes)
+        download = provider_download(url, max_bytes=max_bytes, headers=headers)
+        mime_type = content.get("mime_type") or media.get("mime_type") or ""
+        return fetched_media(download, {**content, "mime_type": mime_type})
 
     def parse(self, *, payload: Any, config: dict[str, Any]) -> list[InboundEventPart]:
         parts: list[InboundEventPart] = []

@@ -17,10 +17,12 @@ import base64
 import json
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from django.http import HttpRequest
 
 from channels_app.providers.base import (
+    FetchedMedia,
     InboundEventPart,
     InboundMessage,
     OutboundMessage,
@@ -29,9 +31,10 @@ from channels_app.providers.base import (
     SendResult,
     StatusUpdate,
     content_as_text,
+    fetched_media,
 )
 from conversations.content import MAX_CAPTION
-from hub.http import ProviderError, provider_request, retry_after_seconds
+from hub.http import ProviderError, provider_download, provider_request, retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -318,6 +321,24 @@ class Signal(Provider):
         if response.status_code >= 300:
             raise signal_error(response, number=number)
         return SendResult(provider_message_id="")
+
+    def fetch_media(
+        self, *, content: dict[str, Any], config: dict[str, Any], max_bytes: int
+    ) -> FetchedMedia:
+        """`GET /v1/attachments/{id}` from the REST API, which keeps received attachments on
+        its disk. Stickers are named by pack and id and are not served there."""
+        attachment_id = str(content.get("media_id") or "")
+        if not attachment_id or attachment_id.startswith("sticker:"):
+            raise ProviderError(
+                code="no_media_fetch",
+                message="The signal-cli REST API does not serve this file (stickers are not kept).",
+                transient=False,
+            )
+        api_url = str(config["api_url"]).rstrip("/")
+        download = provider_download(
+            f"{api_url}/v1/attachments/{quote(attachment_id, safe='')}", max_bytes=max_bytes
+        )
+        return fetched_media(download, content)
 
     def rate_limits(self, *, message: OutboundMessage, config: dict[str, Any]) -> list[RateLimit]:
         # Signal publishes no sending rate; its server answers bursts with captcha challenges.

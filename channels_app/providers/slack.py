@@ -17,12 +17,13 @@ import hmac
 import json
 import time
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from channels_app.providers.base import (
+    FetchedMedia,
     InboundEventPart,
     InboundMessage,
     OutboundMessage,
@@ -30,10 +31,17 @@ from channels_app.providers.base import (
     RateLimit,
     SendResult,
     content_as_text,
+    fetched_media,
     secrets_match,
 )
 from conversations.content import MAX_CAPTION, MAX_TEXT
-from hub.http import ProviderError, http_status_error, provider_request, retry_after_seconds
+from hub.http import (
+    ProviderError,
+    http_status_error,
+    provider_download,
+    provider_request,
+    retry_after_seconds,
+)
 
 # Slack's replay window (slack_sdk SignatureVerifier).
 MAX_CLOCK_SKEW_SECONDS = 300
@@ -430,6 +438,16 @@ def _reaction_body(message: OutboundMessage) -> dict[str, Any]:
     return {"channel": channel, "timestamp": ts, "name": name}
 
 
+def _is_slack_host(url: str) -> bool:
+    """Slack's own hosts, or the host HUB_SLACK_API_URL points at (a proxy, a test server)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com")):
+        return True
+    configured = urlsplit(settings.HUB_SLACK_API_URL)
+    return bool(host) and (parts.scheme, parts.netloc) == (configured.scheme, configured.netloc)
+
+
 def slack_error(response: Any) -> ProviderError:
     """Reads a Slack Web API failure: HTTP 429 (with Retry-After) and server trouble are
     transient; `ok: false` is permanent unless its code says otherwise."""
@@ -545,6 +563,53 @@ class Slack(Provider):
         if reaction:
             return SendResult(provider_message_id="")
         return SendResult(provider_message_id=f"{answer['channel']}:{answer['ts']}")
+
+    def fetch_media(
+        self, *, content: dict[str, Any], config: dict[str, Any], max_bytes: int
+    ) -> FetchedMedia:
+        """`url_private` (or, when the event gave none, `files.info`'s) downloaded with the bot
+        token. The token goes to Slack's hosts only, and a token Slack does not accept for the
+        file gets its sign-in page with a 200, which is refused rather than stored."""
+        token = str(config["bot_token"])
+        headers = {"Authorization": f"Bearer {token}"}
+        url = str(content.get("url") or "") or self._file_url(content, headers)
+        if not _is_slack_host(url):
+            raise ProviderError(
+                code="untrusted_url",
+                message="The file URL is not on Slack's hosts; the bot token is not sent there.",
+                transient=False,
+            )
+        download = provider_download(url, max_bytes=max_bytes, headers=headers)
+        declared = str(content.get("mime_type") or "")
+        if download.content_type.startswith("text/html") and not declared.startswith("text/html"):
+            raise ProviderError(
+                code="not_authorized",
+                message="Slack answered with its sign-in page: the bot token cannot read this "
+                "file (the files:read scope is needed).",
+                transient=False,
+            )
+        return fetched_media(download, content)
+
+    def _file_url(self, content: dict[str, Any], headers: dict[str, str]) -> str:
+        file_id = str(content.get("media_id") or "")
+        if not file_id:
+            raise ProviderError(
+                code="no_media_id", message="The message names no Slack file.", transient=False
+            )
+        response = provider_request(
+            "GET",
+            f"{settings.HUB_SLACK_API_URL}/files.info",
+            params={"file": file_id},
+            headers=headers,
+        )
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code != 200 or not isinstance(answer, dict) or not answer.get("ok"):
+            raise slack_error(response)
+        file = answer.get("file") or {}
+        return str(file.get("url_private_download") or file.get("url_private") or "")
 
     def rate_limits(self, *, message: OutboundMessage, config: dict[str, Any]) -> list[RateLimit]:
         if message.content.get("type") == "reaction":

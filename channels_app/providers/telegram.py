@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 from django.http import HttpRequest
 
 from channels_app.providers.base import (
+    FetchedMedia,
     InboundEventPart,
     InboundMessage,
     OutboundMessage,
     Provider,
     RateLimit,
     SendResult,
+    fetched_media,
     secrets_match,
 )
-from hub.http import ProviderError, provider_request
+from hub.http import ProviderError, ResponseTooLarge, provider_download, provider_request
 
 MEDIA_METHODS = {
     "image": ("sendPhoto", "photo"),
@@ -93,19 +97,7 @@ class Telegram(Provider):
         response = provider_request(
             "POST", f"{settings.HUB_TELEGRAM_API_URL}/bot{config['bot_token']}/{method}", json=body
         )
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = {}
-        if not answer.get("ok"):
-            status = int(answer.get("error_code") or response.status_code)
-            retry_after = (answer.get("parameters") or {}).get("retry_after")
-            raise ProviderError(
-                code=str(status),
-                message=str(answer.get("description") or response.reason),
-                transient=status == 429 or status >= 500,
-                retry_after=float(retry_after) if retry_after is not None else None,
-            )
+        answer = _answer(response)
         result = answer.get("result")
         if not isinstance(result, dict):
             # setMessageReaction answers `true`: the reaction has no message id of its own.
@@ -120,6 +112,39 @@ class Telegram(Provider):
                 scope=f"chat:{message.thread_id or message.recipient}", capacity=1, per_seconds=1
             ),
         ]
+
+    def fetch_media(
+        self, *, content: dict[str, Any], config: dict[str, Any], max_bytes: int
+    ) -> FetchedMedia:
+        """`getFile` turns the file id into a path, downloaded from `/file/bot<token>/<path>`.
+        The Bot API serves files up to 20 MB and answers "file is too big" for larger ones."""
+        file_id = str(content.get("media_id") or "")
+        if not file_id:
+            raise ProviderError(
+                code="no_media_id", message="The message names no Telegram file.", transient=False
+            )
+        api = f"{settings.HUB_TELEGRAM_API_URL}/bot{config['bot_token']}"
+        response = provider_request("POST", f"{api}/getFile", json={"file_id": file_id})
+        try:
+            file = _answer(response)["result"]
+            path = str(file["file_path"])
+        except ProviderError as error:
+            if "too big" in error.message.lower():
+                raise ResponseTooLarge(max_bytes=max_bytes) from error
+            raise
+        except (KeyError, TypeError):
+            raise ProviderError(
+                code="unexpected_response",
+                message="getFile answered without a file path.",
+                transient=False,
+            ) from None
+        if int(file.get("file_size") or 0) > max_bytes:
+            raise ResponseTooLarge(max_bytes=max_bytes)
+        download = provider_download(
+            f"{settings.HUB_TELEGRAM_API_URL}/file/bot{config['bot_token']}/{quote(path)}",
+            max_bytes=max_bytes,
+        )
+        return fetched_media(download, content, filename=PurePosixPath(path).name)
 
     def verify(self, *, request: HttpRequest, body: bytes, config: dict[str, Any]) -> bool:
         return secrets_match(
@@ -179,6 +204,27 @@ class Telegram(Provider):
                 profile={"language": language} if language else {},
             )
         ]
+
+
+def _answer(response: Any) -> dict[str, Any]:
+    """A Bot API answer, `{"ok": true, "result": …}`; else its error, transient for 429
+    (with `retry_after`) and server trouble."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if not isinstance(answer, dict):
+        answer = {}
+    if not answer.get("ok"):
+        status = int(answer.get("error_code") or response.status_code)
+        retry_after = (answer.get("parameters") or {}).get("retry_after")
+        raise ProviderError(
+            code=str(status),
+            message=str(answer.get("description") or response.reason),
+            transient=status == 429 or status >= 500,
+            retry_after=float(retry_after) if retry_after is not None else None,
+        )
+    return answer
 
 
 def _button_title(message: dict[str, Any], data: str) -> str:

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from channels_app.providers.base import (
+    FetchedMedia,
     InboundEventPart,
     InboundMessage,
     OutboundMessage,
@@ -29,11 +30,12 @@ from channels_app.providers.base import (
     SendResult,
     StatusUpdate,
     content_as_text,
+    fetched_media,
     secrets_match,
 )
 from conversations.content import MAX_CAPTION
 from conversations.models import Message
-from hub.http import ProviderError, provider_request, retry_after_seconds
+from hub.http import ProviderError, provider_download, provider_request, retry_after_seconds
 from tenants.connection import tenant_connection
 
 Form = dict[str, list[str]]
@@ -297,6 +299,23 @@ class Twilio(Provider):
         if callback:
             fields.append(("StatusCallback", callback))
         return fields
+
+    def fetch_media(
+        self, *, content: dict[str, Any], config: dict[str, Any], max_bytes: int
+    ) -> FetchedMedia:
+        """The MediaUrl, with the account's credentials when it is Twilio's API (accounts may
+        require HTTP auth for media). Twilio redirects it to a short-lived storage URL, which
+        gets no credentials: requests drops them when a redirect leaves the host."""
+        url = str(content.get("url") or "")
+        if not url:
+            raise ProviderError(
+                code="no_media_url", message="The message names no media URL.", transient=False
+            )
+        auth = None
+        if url.startswith(f"{settings.HUB_TWILIO_API_URL}/"):
+            auth = (str(config["account_sid"]), str(config["auth_token"]))
+        download = provider_download(url, max_bytes=max_bytes, auth=auth)
+        return fetched_media(download, content)
 
     def rate_limits(self, *, message: OutboundMessage, config: dict[str, Any]) -> list[RateLimit]:
         rate = config.get("messages_per_second", self.default_messages_per_second)

@@ -257,6 +257,10 @@ HUB_TELEGRAM_API_URL = env.env_str("HUB_TELEGRAM_API_URL", "https://api.telegram
 HUB_SLACK_API_URL = env.env_str("HUB_SLACK_API_URL", "https://slack.com/api")
 HUB_TWILIO_API_URL = env.env_str("HUB_TWILIO_API_URL", "https://api.twilio.com")
 HUB_ELEVENLABS_API_URL = env.env_str("HUB_ELEVENLABS_API_URL", "https://api.elevenlabs.io")
+# Uploads and fetched media are stored as attachments up to this size (media fetched from a
+# provider: the smaller of this and HUB_MEDIA_MAX_BYTES).
+HUB_ATTACHMENT_MAX_BYTES = env.env_int("HUB_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+HUB_MEDIA_MAX_BYTES = env.env_int("HUB_MEDIA_MAX_BYTES", 16 * 1024 * 1024)  # inbound media fetched
 HUB_PROVIDER_TIMEOUT_SECONDS = float(env.env_str("HUB_PROVIDER_TIMEOUT_SECONDS", "10"))
 # Outbound delivery: attempts before a message lands in the dead-letter list, and the backoff.
 HUB_DELIVERY_MAX_ATTEMPTS = env.env_int("HUB_DELIVERY_MAX_ATTEMPTS", 8)
