@@ -50,6 +50,8 @@ T = TypeVar("T")
 RESPONSES = Agent.ApiMode.RESPONSES.value
 CHAT_COMPLETIONS = Agent.ApiMode.CHAT_COMPLETIONS.value
 _HISTORY_ROLES = frozenset({"system", "developer", "user", "assistant"})
+# Texts per embeddings request (the API takes up to 2048; smaller batches fail smaller).
+EMBED_BATCH = 64
 
 
 # --- The interface -------------------------------------------------------------------------
@@ -233,6 +235,49 @@ def llm_structured(
             record.succeeded(usage=usage, model=model or "", response_id=response_id or "")
             text = response.output_text
         return _parse_object(text, schema), usage
+
+
+def llm_embed(texts: Sequence[str]) -> list[list[float]]:
+    """One embedding vector per text, in order, from the embeddings API
+    (`HUB_EMBEDDING_MODEL`, `HUB_EMBEDDING_DIMENSIONS`), in batches of `EMBED_BATCH` texts.
+
+    Each batch is one call with the same retries and per-tenant breaker as every other call,
+    and one `LlmCall` row (purpose `embedding`). Raises `LlmUnavailable`, or `LlmInvalidOutput`
+    when the answer does not hold one vector of the asked size per text.
+    """
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        vectors.extend(_embed_batch([text or " " for text in texts[start : start + EMBED_BATCH]]))
+    return vectors
+
+
+def _embed_batch(batch: list[str]) -> list[list[float]]:
+    dimensions = settings.HUB_EMBEDDING_DIMENSIONS
+    with _CallRecord(
+        purpose=LlmCall.Purpose.EMBEDDING,
+        agent=None,
+        conversation_id=None,
+        api_mode=settings.HUB_LLM_API_MODE or RESPONSES,
+    ) as record:
+        client = record.client
+        answer = record.attempt(
+            lambda: client.embeddings.create(
+                model=settings.HUB_EMBEDDING_MODEL,
+                input=batch,
+                dimensions=dimensions,
+                encoding_format="float",
+            )
+        )
+        usage = getattr(answer, "usage", None)
+        record.succeeded(
+            usage=_usage(getattr(usage, "prompt_tokens", 0), 0, getattr(usage, "total_tokens", 0)),
+            model=answer.model or settings.HUB_EMBEDDING_MODEL,
+            response_id="",
+        )
+        items = sorted(answer.data or [], key=lambda item: item.index)
+        if len(items) != len(batch) or any(len(item.embedding) != dimensions for item in items):
+            raise LlmInvalidOutput(f"Expected {len(batch)} vector(s) of {dimensions} dimensions.")
+        return [[float(value) for value in item.embedding] for item in items]
 
 
 # --- Intent and entities -------------------------------------------------------------------
@@ -774,6 +819,7 @@ __all__ = [
     "intent_schema",
     "llm_circuit_reset",
     "llm_configured",
+    "llm_embed",
     "llm_intent",
     "llm_reply",
     "llm_structured",

@@ -13,6 +13,10 @@ class Agent(models.Model):
         RESPONSES = "responses", "OpenAI Responses API"
         CHAT_COMPLETIONS = "chat_completions", "Chat completions (OpenAI-compatible servers)"
 
+    class AssignmentStrategy(models.TextChoices):
+        ROUND_ROBIN = "round_robin", "Round robin"
+        LEAST_BUSY = "least_busy", "Least busy"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True)
@@ -43,6 +47,32 @@ class Agent(models.Model):
             "Responses keeps the history in an OpenAI conversation; chat completions sends it "
             "on every call, for OpenAI-compatible servers without the Responses API."
         ),
+    )
+    # Context (processing/context.py): what the model is given besides the message.
+    context_window_messages = models.PositiveSmallIntegerField(
+        default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(200)],
+        help_text="Recent messages sent word for word (chat completions mode).",
+    )
+    context_summary_every = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MaxValueValidator(1000)],
+        help_text="Refresh the summary of older messages every this many turns; 0: never.",
+    )
+    context_idle_reset_minutes = models.PositiveIntegerField(
+        default=24 * 60,
+        validators=[MaxValueValidator(365 * 24 * 60)],
+        help_text="After this long without a message the conversation starts fresh; 0: never.",
+    )
+    # Handoff (processing/handoff.py).
+    handoff_on_negative_sentiment = models.BooleanField(
+        default=True, help_text="Hand off when the intent call finds the message negative."
+    )
+    assignment_strategy = models.CharField(
+        max_length=20,
+        choices=AssignmentStrategy.choices,
+        default=AssignmentStrategy.ROUND_ROBIN,
+        help_text="How a handed-off conversation picks among online operators under capacity.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -21,6 +21,11 @@ EDITABLE_FIELDS = (
     "handoff_confidence_threshold",
     "fallback_reply",
     "api_mode",
+    "context_window_messages",
+    "context_summary_every",
+    "context_idle_reset_minutes",
+    "handoff_on_negative_sentiment",
+    "assignment_strategy",
 )
 
 

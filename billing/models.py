@@ -9,6 +9,9 @@ class CreditBalance(models.Model):
     """The tenant's one balance row; every change goes through the ledger under its row lock."""
 
     balance = models.BigIntegerField(default=0)
+    # Set when operators were told the balance fell below the threshold; cleared when credits
+    # lift it above again, so each fall is announced once.
+    low_alerted_at = models.DateTimeField(null=True, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

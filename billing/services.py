@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from django.db import transaction
+from django.utils import timezone
 
 from billing.models import CreditBalance, CreditLedgerEntry
-from hub.exceptions import ApplicationError
+from billing.selectors import credit_low_threshold_get
+from hub.events import event_publish
+from hub.exceptions import ApplicationError, ConflictError
+from inbox.models import Notification
+from inbox.services import notification_create
+
+logger = logging.getLogger(__name__)
 
 BALANCE_ROW_ID = 1
 
@@ -17,17 +25,63 @@ class InvalidCreditAmount(ApplicationError):
     default_detail = "The amount must be a positive whole number of credits."
 
 
+class IdempotencyKeyReused(ConflictError):
+    default_code = "idempotency_key_reused"
+    default_detail = "This idempotency key was used for a different amount."
+
+
 def _locked_balance() -> CreditBalance:
     CreditBalance.objects.get_or_create(pk=BALANCE_ROW_ID)
     return CreditBalance.objects.select_for_update().get(pk=BALANCE_ROW_ID)
+
+
+def _low_balance_check(balance: CreditBalance) -> None:
+    """Announces a balance below the tenant's threshold once (an operator notification and the
+    `credits.low` event, both after commit); a balance back above it re-arms the alert. Runs
+    under the balance row's lock, so concurrent debits announce it once."""
+    threshold = credit_low_threshold_get()
+    if balance.balance >= threshold:
+        if balance.low_alerted_at is not None:
+            balance.low_alerted_at = None
+            balance.save(update_fields=["low_alerted_at", "updated_at"])
+        return
+    if balance.low_alerted_at is not None:
+        return
+    balance.low_alerted_at = timezone.now()
+    balance.save(update_fields=["low_alerted_at", "updated_at"])
+    logger.warning("credits low", extra={"balance": balance.balance, "threshold": threshold})
+    notification_create(
+        kind=Notification.Kind.LOW_CREDITS,
+        title="Credits are running low",
+        body=f"{balance.balance} credit(s) left, below the threshold of {threshold}. Without "
+        "credits the AI stops answering and conversations go to operators.",
+    )
+    event_publish(
+        name="credits.low",
+        payload={
+            "balance": balance.balance,
+            "threshold": threshold,
+            "at": balance.low_alerted_at.isoformat(),
+        },
+    )
 
 
 @transaction.atomic
 def credit_add(
     *, amount: int, reason: str, idempotency_key: str | None = None
 ) -> CreditLedgerEntry:
-    """Adds credits to the current tenant. Idempotent when given a key: a repeat returns the
-    first entry and changes nothing."""
+    """Adds credits to the current tenant; see `credit_top_up`."""
+    entry, _ = credit_top_up(amount=amount, reason=reason, idempotency_key=idempotency_key)
+    return entry
+
+
+@transaction.atomic
+def credit_top_up(
+    *, amount: int, reason: str, idempotency_key: str | None = None
+) -> tuple[CreditLedgerEntry, bool]:
+    """Adds credits to the current tenant: `(entry, created)`. Idempotent when given a key: a
+    repeat returns the first entry and changes nothing (IdempotencyKeyReused when its amount
+    differs). A balance lifted back above the low threshold re-arms the low-balance alert."""
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise InvalidCreditAmount()
     # The row lock serialises writers, so the idempotency check after it cannot race.
@@ -35,15 +89,21 @@ def credit_add(
     if idempotency_key:
         existing = CreditLedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
-            return existing
+            if existing.amount != amount:
+                raise IdempotencyKeyReused(
+                    details={"amount": existing.amount, "entry": str(existing.pk)}
+                )
+            return existing, False
     balance.balance += amount
     balance.save(update_fields=["balance", "updated_at"])
-    return CreditLedgerEntry.objects.create(
+    entry = CreditLedgerEntry.objects.create(
         amount=amount,
         balance_after=balance.balance,
         reason=reason,
         idempotency_key=idempotency_key,
     )
+    _low_balance_check(balance)
+    return entry, True
 
 
 class InsufficientCredits(ApplicationError):
@@ -62,7 +122,8 @@ def credit_debit(
 ) -> CreditLedgerEntry:
     """Takes credits from the current tenant, once per `idempotency_key` (a repeat returns the
     first entry), never below zero: raises InsufficientCredits instead. Writers serialise on the
-    balance row's lock, so concurrent debits can never overdraw."""
+    balance row's lock, so concurrent debits can never overdraw. A fall below the low-balance
+    threshold is announced once (see `_low_balance_check`)."""
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise InvalidCreditAmount()
     balance = _locked_balance()
@@ -76,10 +137,12 @@ def credit_debit(
         )
     balance.balance -= amount
     balance.save(update_fields=["balance", "updated_at"])
-    return CreditLedgerEntry.objects.create(
+    entry = CreditLedgerEntry.objects.create(
         amount=-amount,
         balance_after=balance.balance,
         reason=reason,
         idempotency_key=idempotency_key,
         message=message_id,
     )
+    _low_balance_check(balance)
+    return entry

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 from channels_app.models import ChannelKind, DeadLetter
@@ -27,6 +29,9 @@ logger = logging.getLogger(__name__)
 # Their delivery is the hub's own push: the visitor's socket (web chat) or the integrator's
 # webhook (API). Once recorded, the message is sent.
 SELF_DELIVERED = {ChannelKind.WEBCHAT, ChannelKind.API}
+# A pending message untouched this long has lost its delivery task. Longer than the longest
+# backoff between attempts, so a message waiting on a retry is left to it.
+STUCK_AFTER = timedelta(minutes=15)
 
 
 class DeliveryDeferred(Exception):
@@ -152,6 +157,37 @@ def message_deliver(*, message_id: uuid.UUID | str) -> Message | None:
     return message
 
 
+def message_deliver_enqueue(*, message_id: uuid.UUID | str) -> bool:
+    """Hands a message to the delivery workers. Never raises: with the broker down the message
+    stays pending and the stuck-delivery sweeper enqueues it later."""
+    from channels_app.tasks import message_deliver_task
+
+    try:
+        message_deliver_task.delay(str(message_id))
+    except (RedisError, BrokerError, OSError) as error:
+        logger.warning(
+            "broker unavailable; delivery left for the sweeper",
+            extra={"message_id": str(message_id), "error": type(error).__name__},
+        )
+        return False
+    return True
+
+
+def pending_deliveries_sweep(*, older_than: timedelta = STUCK_AFTER) -> dict[str, int]:
+    """Re-enqueues outbound messages still pending long after they were written: their task was
+    lost (the broker was down at commit, or a worker died before acknowledging it). Delivery is
+    idempotent, so a message that is merely slow is not sent twice."""
+    stuck = Message.objects.filter(
+        direction=Message.Direction.OUT,
+        status=Message.Status.PENDING,
+        is_private=False,
+        deleted_at__isnull=True,
+        updated_at__lt=timezone.now() - older_than,
+    ).values_list("pk", flat=True)[:1000]
+    enqueued = sum(message_deliver_enqueue(message_id=message_id) for message_id in stuck)
+    return {"enqueued": enqueued}
+
+
 @transaction.atomic
 def message_dead_letter(
     *, message_id: uuid.UUID | str, attempts: int, code: str, reason: str
@@ -171,8 +207,6 @@ def message_dead_letter(
 @transaction.atomic
 def message_retry(*, message: Message) -> Message:
     """Puts a failed outbound message back to pending and delivers it again."""
-    from channels_app.tasks import message_deliver_task
-
     updated = Message.objects.filter(
         pk=message.pk,
         direction=Message.Direction.OUT,
@@ -188,5 +222,5 @@ def message_retry(*, message: Message) -> Message:
     )
     message.refresh_from_db()
     message_id = str(message.pk)
-    transaction.on_commit(lambda: message_deliver_task.delay(message_id))
+    transaction.on_commit(lambda: message_deliver_enqueue(message_id=message_id))
     return message

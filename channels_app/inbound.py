@@ -154,7 +154,10 @@ def inbound_event_process(*, event_id: uuid.UUID | str) -> InboundEvent | None:
     """
     with transaction.atomic():
         event = (
-            InboundEvent.objects.select_for_update(skip_locked=True)
+            # `of=self`: locking the joined channel row too would skip every event whose
+            # channel another webhook or worker is writing under (a key-share lock), leaving it
+            # to the sweeper a minute later (found by the bench, docs/performance.md).
+            InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("channel")
             .filter(pk=event_id, status=InboundEvent.Status.RECEIVED)
             .first()

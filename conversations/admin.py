@@ -57,6 +57,7 @@ from conversations.services.messages import message_soft_delete
 from conversations.services.operators import operator_create, operator_set_availability
 from hub.admin_sites import tenant_admin_site
 from hub.exceptions import ApplicationError
+from retention.services import LegalHold
 from tenants.connection import tenant_connection
 
 # The change page shows this many of the newest messages; longer threads link to the full list.
@@ -307,12 +308,18 @@ class ContactAdmin(admin.ModelAdmin):
     ) -> TemplateResponse | None:
         # Erasure cannot be undone, so it asks first, as Django's "delete selected" does.
         if request.POST.get("post") == "yes":
-            erased = 0
+            erased = held = 0
             for contact in queryset.filter(erased_at__isnull=True):
-                contact_erase(contact=contact)
+                try:
+                    contact_erase(contact=contact)
+                except LegalHold:
+                    held += 1
+                    continue
                 erased += 1
-            skipped = queryset.count() - erased
+            skipped = queryset.count() - erased - held
             note = f" ({skipped} already erased)" if skipped else ""
+            if held:
+                note += f"; {held} kept: a conversation of theirs is under legal hold"
             self.message_user(request, f"Erased {erased} contact(s){note}.", messages.SUCCESS)
             return None
         opts = self.model._meta

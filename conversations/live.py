@@ -8,11 +8,16 @@ Each group message is `{"type": "hub.event", "event": <name>, "payload": <the AP
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
+import threading
+from collections.abc import Coroutine
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,9 @@ def on_event(schema: str, name: str, payload: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    # The API's shapes hold UUIDs and datetimes, which the Redis layer (msgpack) cannot carry:
+    # sockets get them as their JSON text, as API clients do.
+    payload = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
     message = {"type": "hub.event", "event": name, "payload": payload}
     groups = [inbox_group(schema)]
     conversation_id = _conversation_of(name, payload)
@@ -48,6 +56,31 @@ def on_event(schema: str, name: str, payload: dict[str, Any]) -> None:
         groups.append(conversation_group(schema, conversation_id))
     for group in groups:
         try:
-            async_to_sync(layer.group_send)(group, message)
+            _run(layer.group_send(group, message))
         except Exception as error:
             logger.warning("live push failed", extra={"event": name, "error": type(error).__name__})
+
+
+_loop_lock = threading.Lock()
+_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
+PUSH_TIMEOUT_SECONDS = 5
+
+
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Runs a channel-layer call from sync code on one event loop per process, kept in a daemon
+    thread. `async_to_sync` from a Celery task starts a new loop, thread and Redis connection
+    for every call: that was a third of a worker's CPU (docs/performance.md). The loop is made
+    again in a forked child (prefork workers), whose parent's thread did not survive the fork."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="hub-live-push", daemon=True).start()
+            _loop = (os.getpid(), loop)
+        loop = _loop[1]
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    try:
+        future.result(PUSH_TIMEOUT_SECONDS)
+    except TimeoutError:
+        future.cancel()
+        raise

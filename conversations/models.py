@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 
 from channels_app.models import ChannelKind
+from retention.encryption import TenantEncryptedJSONField, TenantEncryptedTextField
 
 
 class Operator(models.Model):
@@ -126,6 +127,10 @@ class Conversation(models.Model):
     labels = ArrayField(models.CharField(max_length=50), default=list, blank=True)
     ai_active = models.BooleanField(
         default=True, help_text="The AI answers; off once a human has taken over."
+    )
+    legal_hold = models.BooleanField(
+        default=False,
+        help_text="Kept whole: retention deletes nothing of it and its contact cannot be erased.",
     )
     provider_thread_id = models.CharField(max_length=255, blank=True, db_index=True)
     llm_conversation_id = models.CharField(max_length=255, blank=True, editable=False)
@@ -245,8 +250,9 @@ class Message(models.Model):
     sender_operator = models.ForeignKey(
         Operator, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    content = models.JSONField()
-    text = models.TextField(blank=True, help_text="What full-text search reads.")
+    # Encrypted at rest when the tenant asks for it (retention/encryption.py).
+    content = TenantEncryptedJSONField()
+    text = TenantEncryptedTextField(blank=True, help_text="What full-text search reads.")
     search_vector = models.GeneratedField(
         expression=SearchVector("text", config="simple"),
         output_field=SearchVectorField(),

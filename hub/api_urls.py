@@ -7,9 +7,14 @@ from channels_app.api.inbound import ChannelInboundView
 
 urlpatterns = [
     path("", include("agents.api.urls")),
+    path("", include("automation.api.urls")),
     path("", include("billing.api.urls")),
     path("", include("channels_app.api.urls")),
     path("", include("conversations.api.urls")),
+    path("", include("extraction.api.urls")),
+    path("", include("inbox.api.urls")),
+    path("", include("knowledge.api.urls")),
+    path("", include("processing.api.urls")),
     path("", include("webhooks.api.urls")),
     path("messages/<str:message_id>/retry/", MessageRetryView.as_view(), name="message-retry"),
     path(

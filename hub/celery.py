@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from celery.signals import before_task_publish, task_postrun, task_prerun
+from django.db import close_old_connections
 from tenant_schemas_celery.app import CeleryApp
 
 from hub.context import request_id_var
@@ -33,6 +34,15 @@ def _restore_request_id(task: Any = None, **_kwargs: Any) -> None:
     headers = getattr(request, "headers", None) or {}
     request_id = headers.get(REQUEST_ID_HEADER) or getattr(request, REQUEST_ID_HEADER, None)
     task._hub_request_id_token = request_id_var.set(request_id)
+
+
+@task_prerun.connect
+def _usable_database_connection(task: Any = None, **_kwargs: Any) -> None:
+    """What Django does at every request start, at every task start: drops a connection that is
+    broken (PostgreSQL restarted) or past CONN_MAX_AGE, so a reused one is never a dead one. An
+    eager task runs inside its caller's transaction and keeps its connection."""
+    if not getattr(getattr(task, "request", None), "is_eager", False):
+        close_old_connections()
 
 
 @task_postrun.connect

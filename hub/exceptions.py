@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -71,10 +73,37 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+# How long a client should wait before trying again while the database is away (restart,
+# failover): long enough not to hammer it, short enough to notice it is back.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """PostgreSQL unreachable, restarting, or every pooled connection busy past the wait."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def service_unavailable_response() -> JsonResponse:
+    response = json_error_response(
+        "service_unavailable", "The service is briefly unavailable; try again shortly.", 503
+    )
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     # Imported here: rest_framework.views imports the authentication classes, which import us.
     from rest_framework.views import exception_handler as drf_exception_handler
 
+    if database_unavailable(exc):
+        logger.warning("database unavailable", extra={"error": type(exc).__name__})
+        return Response(
+            error_body(
+                "service_unavailable", "The service is briefly unavailable; try again shortly."
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -123,6 +152,11 @@ def page_not_found(request: HttpRequest, exception: Exception) -> Any:
 
 
 def server_error(request: HttpRequest) -> Any:
+    # Django calls this handler inside its `except`: the exception is still at hand. A database
+    # outage is a 503 in the one error shape on every path (webhooks, pages, the API), never a
+    # stack trace, so providers and clients retry and nothing is lost.
+    if database_unavailable(sys.exc_info()[1]):
+        return service_unavailable_response()
     if _is_api(request):
         return json_error_response("internal_error", "Something went wrong on our side.", 500)
     from django.views.defaults import server_error as default

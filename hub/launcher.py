@@ -181,6 +181,7 @@ def run() -> int:
                     "up. Ctrl-C stops everything.",
                     f"  platform admin   {public_url}/admin/",
                     f"  demo admin       {public_url}/t/demo/admin/",
+                    f"  demo chat        {public_url}/t/demo/chat-demo/",
                     f"  API docs         {public_url}/api/docs/",
                     f"  readiness        {public_url}/readyz",
                 ]

@@ -43,3 +43,23 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.title}"
+
+
+class CannedResponse(models.Model):
+    """A saved reply: operators type `/<shortcut>` in the composer to insert its text."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    shortcut = models.CharField(
+        max_length=50,
+        unique=True,
+        help_text="Lowercase letters, digits, '-' and '_'; typed after '/' in the composer.",
+    )
+    text = models.TextField(max_length=4096)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["shortcut"]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"

@@ -7,7 +7,7 @@ from jobs.models import JobRun
 
 @admin.register(JobRun, site=tenant_admin_site)
 class JobRunAdmin(admin.ModelAdmin):
-    list_display = ("job", "status", "started_at", "finished_at")
+    list_display = ("job", "status", "slot", "started_at", "finished_at")
     list_filter = ("job", "status")
     readonly_fields = (
         "job",
@@ -15,6 +15,7 @@ class JobRunAdmin(admin.ModelAdmin):
         "result",
         "error",
         "request_id",
+        "slot",
         "started_at",
         "finished_at",
     )

@@ -18,11 +18,20 @@ class JobRun(models.Model):
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     request_id = models.CharField(max_length=128, blank=True)
+    # The beat tick this run answers (None for a run started by hand): one run per slot.
+    slot = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
 
     class Meta:
         ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "slot"],
+                name="job_run_slot_unique",
+                condition=models.Q(slot__isnull=False),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.job} {self.status} at {self.started_at:%Y-%m-%d %H:%M}"

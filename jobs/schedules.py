@@ -12,10 +12,15 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, str, str]] = {
     "Prune job-run history": ("job_runs.prune", "17", "3"),
     "Wake snoozed conversations": ("conversations.wake_snoozed", "*", "*"),
     "Sweep stranded inbound events": ("channels.sweep_inbound", "*", "*"),
+    "Sweep stuck outbound deliveries": ("channels.sweep_deliveries", "*/5", "*"),
     "Sweep unprocessed conversations and uncharged replies": ("processing.sweep", "*", "*"),
     "Deliver due webhooks": ("webhooks.deliver_due", "*", "*"),
     "Poll IMAP mailboxes": ("channels.poll_imap", "*", "*"),
     "Poll Signal accounts": ("channels.poll_signal", "*", "*"),
+    "Extract leads from quiet conversations": ("extraction.dispatch", "*", "*"),
+    "Apply the data retention policy": ("retention.apply", "41", "2"),
+    "Deliver due reminders": ("automation.reminders_deliver", "*", "*"),
+    "Chunk and embed knowledge documents": ("knowledge.index", "*/5", "*"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Running jobs: one tenant at a time, once at a time."""
+"""Running jobs: one tenant at a time, once at a time, once per schedule slot."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -27,6 +29,13 @@ class UnknownJob(ApplicationError):
     default_code = "unknown_job"
 
 
+def job_slot(*, at: datetime) -> datetime:
+    """The schedule slot of a dispatch published at `at`: the nearest whole minute. Beat
+    publishes a crontab tick within seconds after it, so two beats publishing the same tick
+    (even with clocks a few seconds apart) name the same slot."""
+    return (at + timedelta(seconds=30)).replace(second=0, microsecond=0)
+
+
 @contextmanager
 def _job_lock(*, job: str, schema: str) -> Iterator[bool]:
     client = get_redis()
@@ -40,9 +49,10 @@ def _job_lock(*, job: str, schema: str) -> Iterator[bool]:
             client.delete(key)
 
 
-def job_run(*, job: str) -> JobRun | None:
-    """Runs `job` in the current tenant's schema and records the run. Returns None when another
-    run of the same job for this tenant holds the lock."""
+def job_run(*, job: str, slot: datetime | None = None) -> JobRun | None:
+    """Runs `job` in the current tenant's schema and records the run. Returns None, running
+    nothing, when another run of the job holds this tenant's lock, or when `slot` has already
+    been run here (a duplicate dispatch of the same beat tick)."""
     function = JOBS.get(job)
     if function is None:
         raise UnknownJob(f"No job named {job!r}.")
@@ -51,33 +61,41 @@ def job_run(*, job: str) -> JobRun | None:
         if not acquired:
             logger.info("job already running; skipped", extra={"job": job, "schema": schema})
             return None
+        # Checked under the lock: the run that recorded this slot has finished.
+        if slot is not None and JobRun.objects.filter(job=job, slot=slot).exists():
+            logger.info("job slot already run; skipped", extra={"job": job, "schema": schema})
+            return None
         started = timezone.now()
+        status, result, error = JobRun.Status.SUCCEEDED, {}, ""
         try:
             result = function()
-        except Exception as error:
+        except Exception as failure:
             logger.exception("job failed", extra={"job": job, "schema": schema})
-            return JobRun.objects.create(
-                job=job,
-                status=JobRun.Status.FAILED,
-                error=type(error).__name__,
-                request_id=current_request_id() or "",
-                started_at=started,
-                finished_at=timezone.now(),
-            )
-        run = JobRun.objects.create(
-            job=job,
-            status=JobRun.Status.SUCCEEDED,
-            result=result,
-            request_id=current_request_id() or "",
-            started_at=started,
-            finished_at=timezone.now(),
-        )
-        logger.info("job finished", extra={"job": job, "schema": schema, "result": result})
+            status, error = JobRun.Status.FAILED, type(failure).__name__
+        try:
+            with transaction.atomic():
+                run = JobRun.objects.create(
+                    job=job,
+                    status=status,
+                    result=result,
+                    error=error,
+                    slot=slot,
+                    request_id=current_request_id() or "",
+                    started_at=started,
+                    finished_at=timezone.now(),
+                )
+        except IntegrityError:
+            # Only possible when a run outlived its lock: the slot is recorded once regardless.
+            logger.warning("job slot recorded twice", extra={"job": job, "schema": schema})
+            return None
+        if status == JobRun.Status.SUCCEEDED:
+            logger.info("job finished", extra={"job": job, "schema": schema, "result": result})
         return run
 
 
-def job_dispatch(*, job: str) -> int:
-    """Enqueues one run of `job` per active tenant, each carrying its tenant's schema."""
+def job_dispatch(*, job: str, slot: datetime | None = None) -> int:
+    """Enqueues one run of `job` per active tenant, each carrying its tenant's schema and the
+    schedule slot."""
     from jobs.tasks import job_run_task
 
     if job not in JOBS:
@@ -85,5 +103,5 @@ def job_dispatch(*, job: str) -> int:
     tenants = tenant_list_active()
     for tenant in tenants:
         with schema_context(tenant.schema_name):
-            job_run_task.delay(job)
+            job_run_task.delay(job, slot.isoformat() if slot else None)
     return len(tenants)

@@ -10,6 +10,7 @@ from agents.llm import llm_configured, llm_reply
 from agents.models import Agent
 from conversations.models import Conversation
 from knowledge.selectors import knowledge_search
+from processing.context import context_active
 
 EXCERPT_CHARS = 400
 
@@ -61,5 +62,13 @@ def agent_reply(*, agent: Agent, conversation: Conversation, question: str) -> R
     spent): the caller sends the agent's fallback reply instead, free of charge."""
     if not llm_configured():
         return offline_reply(question=question)
-    answer = llm_reply(agent=agent, conversation=conversation, input_text=question)
+    # The context of the message being processed, when there is one (processing/context.py).
+    context = context_active()
+    answer = llm_reply(
+        agent=agent,
+        conversation=conversation,
+        input_text=question,
+        history=context.history if context else None,
+        instructions_extra=context.instructions(api_mode=agent.api_mode) if context else "",
+    )
     return Reply(text=answer.text, tokens=answer.usage.total_tokens)

@@ -5,28 +5,28 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import uuid
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing.selectors import credit_can_afford
+from agents.models import Agent
+from billing.selectors import credit_can_afford, credit_reply_price
 from billing.services import InsufficientCredits, credit_debit
 from channels_app.providers.base import content_as_text
 from conversations.models import Conversation, Message
 from conversations.services.messages import message_send
+from processing.context import context_prepare, context_use
 from processing.handlers import HANDLERS, HandlerContext
 from processing.handlers.answer import HANDOFF_TEXT
 from processing.handlers.base import text_reply
 from processing.handoff import conversation_handoff
 from processing.models import ConversationCursor, ReplyCharge
-from processing.routing import route_decide
+from processing.routing import HANDOFF_HANDLER, route_decide
 from tenants.connection import tenant_connection
 
 logger = logging.getLogger(__name__)
@@ -89,9 +89,8 @@ def conversation_drain(*, conversation_id: uuid.UUID | str) -> int:
 
 
 def _reply_price(tokens: int) -> int:
-    return settings.HUB_CREDITS_PER_REPLY + math.ceil(
-        tokens / 1000 * settings.HUB_CREDITS_PER_1K_TOKENS
-    )
+    # The tenant's own prices where the platform set them (billing.selectors).
+    return credit_reply_price(tokens=tokens)
 
 
 def message_process(*, message: Message) -> None:
@@ -103,26 +102,47 @@ def message_process(*, message: Message) -> None:
     if not conversation.ai_active or agent is None:
         return
     text = message.text or content_as_text(message.content)
-    if not credit_can_afford(amount=settings.HUB_CREDITS_PER_REPLY):
+    if not credit_can_afford(amount=_reply_price(0)):
         logger.warning(
             "no credits for an AI reply", extra={"conversation_id": str(conversation.pk)}
         )
-        _send(conversation, message, [text_reply(agent.fallback_reply or HANDOFF_TEXT)])
-        conversation_handoff(conversation=conversation, reason="no_credits")
+        notice = [text_reply(agent.fallback_reply or HANDOFF_TEXT)]
+        _send(conversation, message, _hand_off(conversation, agent, notice, reason="no_credits"))
         return
-    route = route_decide(message=message, conversation=conversation, agent=agent, text=text)
-    context = HandlerContext(
+    # The recent messages and summaries the handler's LLM reply gets (processing/context.py).
+    context = context_prepare(conversation=conversation, agent=agent, message=message)
+    route = route_decide(
+        message=message, conversation=conversation, agent=agent, text=text, context=context
+    )
+    handler_context = HandlerContext(
         message=message, conversation=conversation, agent=agent, text=text, route=route
     )
-    result = HANDLERS[route.handler](context)
-    replies = _send(conversation, message, result.replies)
+    with context_use(context):
+        result = HANDLERS[route.handler](handler_context)
+    contents = result.replies
+    if result.handoff:
+        # Routing knows why better than the generic `handoff` handler does.
+        reason = route.reason if route.handler == HANDOFF_HANDLER else result.handoff
+        contents = _hand_off(conversation, agent, contents, reason=reason)
+    replies = _send(conversation, message, contents)
     if replies and result.billable:
         tokens = route.tokens + result.tokens
         ReplyCharge.objects.get_or_create(
             message=replies[0], defaults={"amount": _reply_price(tokens), "tokens": tokens}
         )
-    if result.handoff:
-        conversation_handoff(conversation=conversation, reason=result.handoff)
+
+
+def _hand_off(
+    conversation: Conversation, agent: Agent, contents: list[dict[str, Any]], *, reason: str
+) -> list[dict[str, Any]]:
+    """Hands the conversation to a person; returns the replies to send. Out of business hours
+    a generic "a person will answer shortly" gives way to the notice saying when."""
+    outcome = conversation_handoff(conversation=conversation, reason=reason)
+    if not outcome.notice:
+        return contents
+    generic = {HANDOFF_TEXT, agent.fallback_reply}
+    kept = [c for c in contents if not (c.get("type") == "text" and c.get("text") in generic)]
+    return [*kept, text_reply(outcome.notice)]
 
 
 def _send(

@@ -19,7 +19,15 @@ class DomainInline(admin.TabularInline):
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
     extra = 0
-    fields = ("name", "prefix", "rate_limit_per_minute", "created_at", "last_used_at", "revoked_at")
+    fields = (
+        "name",
+        "prefix",
+        "rate_limit_per_minute",
+        "can_manage_credits",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     readonly_fields = ("prefix", "created_at", "last_used_at")
     can_delete = False
 
@@ -31,7 +39,8 @@ class ApiKeyInline(admin.TabularInline):
 @admin.register(Tenant, site=platform_admin_site)
 class TenantAdmin(admin.ModelAdmin):
     list_display = ("schema_name", "name", "is_active", "suspended_at", "created_at")
-    list_filter = ("is_active",)
+    # Every setting is on the change form (no `fields` here); these show which tenants run what.
+    list_filter = ("is_active", "extraction_enabled", "message_encryption")
     search_fields = ("schema_name", "name", "domains__domain")
     readonly_fields = ("suspended_at", "created_at")
     inlines = [DomainInline, ApiKeyInline]

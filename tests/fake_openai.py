@@ -2,14 +2,18 @@
 client with `OPENAI_BASE_URL` pointed at `FakeOpenAI.base_url`.
 
 It answers `POST /v1/conversations`, `POST /v1/responses` (plain text, or JSON when the request
-asks for a `json_schema` format) and `POST /v1/chat/completions`, each with usage, and can be
+asks for a `json_schema` format), `POST /v1/chat/completions` and `POST /v1/embeddings`
+(deterministic bag-of-words vectors: texts sharing words are close), each with usage, and can be
 scripted to fail: `fail()` (any status, optionally with `Retry-After`) and `slow()` (answers
 after a delay, for timeouts). Scripted behaviour is used once per `times`, in order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +26,19 @@ from tests.fakes import FakeProvider, Recorded, fake_provider
 CONVERSATIONS = r"^/v1/conversations$"
 RESPONSES = r"^/v1/responses$"
 CHAT_COMPLETIONS = r"^/v1/chat/completions$"
+EMBEDDINGS = r"^/v1/embeddings$"
+
+
+def fake_embedding(text: str, dimensions: int = 1536) -> list[float]:
+    """A unit vector with one axis per word (hashed): the cosine similarity of two texts grows
+    with the words they share, so retrieval over these vectors behaves like the real thing."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"\w{3,}", text.lower()):
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dimensions] += 1.0
+    norm = math.sqrt(sum(value * value for value in vector))
+    if not norm:
+        vector[0], norm = 1.0, 1.0
+    return [value / norm for value in vector]
 
 
 def _id(prefix: str) -> str:
@@ -95,6 +112,7 @@ class FakeOpenAI:
             CONVERSATIONS: self._conversation,
             RESPONSES: self._response,
             CHAT_COMPLETIONS: self._chat_completion,
+            EMBEDDINGS: self._embeddings,
         }[pattern]
 
     def _usage(self) -> tuple[int, int, int]:
@@ -185,6 +203,26 @@ class FakeOpenAI:
             },
         }
 
+    def _embeddings(self, request: Recorded) -> dict[str, Any]:
+        body = request.json()
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        dimensions = int(body.get("dimensions") or 1536)
+        tokens = sum(len(str(text).split()) for text in texts)
+        return {
+            "object": "list",
+            "model": self.model or body.get("model"),
+            "data": [
+                {
+                    "object": "embedding",
+                    "index": index,
+                    "embedding": fake_embedding(text, dimensions),
+                }
+                for index, text in enumerate(texts)
+            ],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
 
 @contextmanager
 def fake_openai() -> Iterator[FakeOpenAI]:
@@ -193,4 +231,5 @@ def fake_openai() -> Iterator[FakeOpenAI]:
         provider.default(CONVERSATIONS, 200, fake._conversation)
         provider.default(RESPONSES, 200, fake._response)
         provider.default(CHAT_COMPLETIONS, 200, fake._chat_completion)
+        provider.default(EMBEDDINGS, 200, fake._embeddings)
         yield fake

@@ -68,6 +68,13 @@ def test_make_run_starts_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> N
         assert "/admin/login/" in admin.headers["Location"]
         demo_admin = requests.get(f"{url}/t/demo/admin/login/", timeout=10)
         assert demo_admin.status_code == 200
+        # The demo tenant's web chat, embedded by its one script tag, which the hub serves.
+        demo_chat = requests.get(f"{url}/t/demo/chat-demo/", timeout=10)
+        assert demo_chat.status_code == 200
+        assert 'role="alert"' not in demo_chat.text
+        widget = requests.get(f"{url}/static/hub/widget.js", timeout=10)
+        assert widget.status_code == 200
+        assert f"{url}/t/demo/chat-demo/" in launcher.log()
         log = launcher.log()
         assert "superuser 'admin'" in log
         assert "demo tenant created" in log

@@ -9,4 +9,6 @@ WEBHOOK_EVENTS: dict[str, str] = {
     "conversation.created": "A conversation was opened.",
     "conversation.updated": "A conversation's status, assignee, priority or labels changed.",
     "contact.created": "A contact was created.",
+    "lead.extracted": "A conversation's lead was extracted (a new version, with what changed).",
+    "credits.low": "The credit balance fell below the tenant's low-balance threshold.",
 }

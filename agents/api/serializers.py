@@ -23,6 +23,11 @@ class AgentSerializer(StrictSerializerMixin, serializers.ModelSerializer[Agent])
             "handoff_confidence_threshold",
             "fallback_reply",
             "api_mode",
+            "context_window_messages",
+            "context_summary_every",
+            "context_idle_reset_minutes",
+            "handoff_on_negative_sentiment",
+            "assignment_strategy",
             "created_at",
             "updated_at",
         ]

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils.text import get_valid_filename
 from rest_framework import status
 
@@ -175,14 +174,3 @@ def message_send_with_attachment(
     attachment.message = message
     attachment.save(update_fields=["message"])
     return message, created
-
-
-def attachments_delete_unlinked(*, conversations: QuerySet[Conversation]) -> int:
-    """Deletes the files uploaded into these conversations that no message links (erasure)."""
-    attachments = Attachment.objects.filter(conversation__in=conversations, message__isnull=True)
-    count = 0
-    for attachment in attachments:
-        attachment.file.delete(save=False)
-        attachment.delete()
-        count += 1
-    return count

@@ -11,7 +11,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from conversations.events import contact_payload
-from conversations.models import Contact, ContactIdentity, Conversation, Message, Participant
+from conversations.models import Contact, ContactIdentity, Message, Participant
 from hub.events import event_publish
 from hub.exceptions import ApplicationError, ConflictError
 
@@ -107,14 +107,13 @@ def contact_merge(*, target: Contact, source: Contact) -> Contact:
 @transaction.atomic
 def contact_erase(*, contact: Contact) -> Contact:
     """Removes a contact's personal data and every message of its conversations, keeping the
-    rows (so counts and seqs stay) with their content emptied."""
-    from conversations.services.attachments import attachments_delete_unlinked
-    from conversations.services.messages import messages_erase
+    rows (so counts and seqs stay) with their content emptied. The messages, files and leads go
+    through the retention machinery, which records the erasure; a conversation under legal
+    hold refuses it (409 `legal_hold`) before anything changes."""
+    from retention.services import contact_data_erase
 
+    contact_data_erase(contact=contact)
     contact.identities.all().delete()
-    messages_erase(messages=Message.objects.filter(conversation__contact=contact))
-    # Files uploaded into its conversations but never sent are personal data as well.
-    attachments_delete_unlinked(conversations=Conversation.objects.filter(contact=contact))
     for key in ("name", "email", "phone", "avatar_url", "language"):
         setattr(contact, key, "")
     contact.attributes = {}

@@ -180,9 +180,17 @@ def participant_add(
 
 
 def _reader(
-    conversation: Conversation, *, operator: Operator | None, api_key_id: uuid.UUID | None
+    conversation: Conversation,
+    *,
+    operator: Operator | None,
+    api_key_id: uuid.UUID | None,
+    contact: Contact | None = None,
 ) -> Participant:
-    if operator is not None:
+    if contact is not None:
+        participant, _ = Participant.objects.get_or_create(
+            conversation=conversation, contact=contact, defaults={"role": Participant.Role.CUSTOMER}
+        )
+    elif operator is not None:
         participant, _ = Participant.objects.get_or_create(
             conversation=conversation, operator=operator, defaults={"role": Participant.Role.AGENT}
         )
@@ -202,9 +210,11 @@ def participant_mark_read(
     seq: int | None = None,
     operator: Operator | None = None,
     api_key_id: uuid.UUID | None = None,
+    contact: Contact | None = None,
 ) -> Participant:
-    """Moves the reader's position forward to `seq` (default: the newest), never back."""
-    participant = _reader(conversation, operator=operator, api_key_id=api_key_id)
+    """Moves the reader's position forward to `seq` (default: the newest), never back. The
+    reader is an operator, an API key, or a contact (a web chat visitor's read receipts)."""
+    participant = _reader(conversation, operator=operator, api_key_id=api_key_id, contact=contact)
     target = conversation.last_seq if seq is None else seq
     Participant.objects.filter(pk=participant.pk).update(
         last_read_seq=Greatest(F("last_read_seq"), Least(target, conversation.last_seq))

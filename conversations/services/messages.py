@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from conversations.content import content_validate
@@ -140,7 +139,7 @@ def message_send(
 ) -> tuple[Message, bool]:
     """An outbound message, recorded as `pending` and handed to the channel's delivery after
     commit. A private note is stored for operators only and never delivered."""
-    from channels_app.tasks import message_deliver_task
+    from channels_app.delivery import message_deliver_enqueue
 
     message, created = message_create(
         conversation=conversation,
@@ -154,7 +153,7 @@ def message_send(
     )
     if created and not is_private:
         message_id = str(message.pk)
-        transaction.on_commit(lambda: message_deliver_task.delay(message_id))
+        transaction.on_commit(lambda: message_deliver_enqueue(message_id=message_id))
     return message, created
 
 
@@ -197,16 +196,3 @@ def message_soft_delete(*, message: Message) -> Message:
         message.save(update_fields=["deleted_at", "updated_at"])
         event_publish(name="message.updated", payload=message_payload(message))
     return message
-
-
-def messages_erase(*, messages: QuerySet[Message]) -> int:
-    """Empties the content of messages (and deletes their files), keeping the rows."""
-    from conversations.models import Attachment
-
-    attachments = Attachment.objects.filter(message__in=messages)
-    for attachment in attachments:
-        attachment.file.delete(save=False)
-    attachments.delete()
-    return messages.update(
-        content=ERASED_CONTENT, text="", deleted_at=timezone.now(), updated_at=timezone.now()
-    )

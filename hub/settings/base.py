@@ -79,6 +79,8 @@ TENANT_APPS = [
     "processing",
     "webchat",
     "inbox",
+    "retention",
+    "automation",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 TENANT_MODEL = "tenants.Tenant"
@@ -185,7 +187,12 @@ def redis_backed_settings(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     channel_layers = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [url], "prefix": "hub:asgi"},
+            # A consumer waits on Redis in blocking pops of 5 s; redis-py's default read
+            # timeout is also 5 s, which killed every socket idle that long.
+            "CONFIG": {
+                "hosts": [{"address": url, "socket_timeout": 30, "socket_connect_timeout": 2}],
+                "prefix": "hub:asgi",
+            },
         }
     }
     return caches, channel_layers
@@ -224,6 +231,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Names for choice sets whose field names other resources use too.
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "automation.models.Task.Status",
+        "TaskPriorityEnum": "automation.models.Task.Priority",
+        "AssessmentRunStatusEnum": "automation.models.AssessmentRun.Status",
+    },
 }
 
 # Celery: JSON only, acknowledged after the work so a killed worker loses nothing.
@@ -257,11 +270,11 @@ HUB_TELEGRAM_API_URL = env.env_str("HUB_TELEGRAM_API_URL", "https://api.telegram
 HUB_SLACK_API_URL = env.env_str("HUB_SLACK_API_URL", "https://slack.com/api")
 HUB_TWILIO_API_URL = env.env_str("HUB_TWILIO_API_URL", "https://api.twilio.com")
 HUB_ELEVENLABS_API_URL = env.env_str("HUB_ELEVENLABS_API_URL", "https://api.elevenlabs.io")
+HUB_PROVIDER_TIMEOUT_SECONDS = float(env.env_str("HUB_PROVIDER_TIMEOUT_SECONDS", "10"))
 # Uploads and fetched media are stored as attachments up to this size (media fetched from a
 # provider: the smaller of this and HUB_MEDIA_MAX_BYTES).
 HUB_ATTACHMENT_MAX_BYTES = env.env_int("HUB_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 HUB_MEDIA_MAX_BYTES = env.env_int("HUB_MEDIA_MAX_BYTES", 16 * 1024 * 1024)  # inbound media fetched
-HUB_PROVIDER_TIMEOUT_SECONDS = float(env.env_str("HUB_PROVIDER_TIMEOUT_SECONDS", "10"))
 # Outbound delivery: attempts before a message lands in the dead-letter list, and the backoff.
 HUB_DELIVERY_MAX_ATTEMPTS = env.env_int("HUB_DELIVERY_MAX_ATTEMPTS", 8)
 HUB_DELIVERY_BACKOFF_BASE_SECONDS = float(env.env_str("HUB_DELIVERY_BACKOFF_BASE_SECONDS", "2"))
@@ -270,6 +283,9 @@ HUB_DELIVERY_BACKOFF_MAX_SECONDS = float(env.env_str("HUB_DELIVERY_BACKOFF_MAX_S
 # Credits: what an AI reply costs, plus its tokens (per thousand), unless a tenant overrides it.
 HUB_CREDITS_PER_REPLY = env.env_int("HUB_CREDITS_PER_REPLY", 1)
 HUB_CREDITS_PER_1K_TOKENS = env.env_int("HUB_CREDITS_PER_1K_TOKENS", 0)
+# Below this balance operators are notified and `credits.low` is sent, once per crossing (a
+# tenant may set its own threshold).
+HUB_CREDITS_LOW_BALANCE = env.env_int("HUB_CREDITS_LOW_BALANCE", 20)
 
 LOG_LEVEL = env.env_str("HUB_LOG_LEVEL", "INFO")
 LOGGING = {
@@ -323,3 +339,37 @@ HUB_LLM_RETRY_AFTER_MAX_SECONDS = float(env.env_str("HUB_LLM_RETRY_AFTER_MAX_SEC
 # The per-tenant circuit breaker: consecutive failures to open it, seconds it stays open.
 HUB_LLM_BREAKER_THRESHOLD = env.env_int("HUB_LLM_BREAKER_THRESHOLD", 5)
 HUB_LLM_BREAKER_COOLDOWN_SECONDS = float(env.env_str("HUB_LLM_BREAKER_COOLDOWN_SECONDS", "30"))
+
+# Knowledge search (docs/handlers.md): chunks embedded into pgvector where the extension exists,
+# PostgreSQL full text otherwise or when vector search is switched off.
+HUB_EMBEDDING_MODEL = env.env_str("HUB_EMBEDDING_MODEL", "text-embedding-3-small")
+HUB_EMBEDDING_DIMENSIONS = env.env_int("HUB_EMBEDDING_DIMENSIONS", 1536)
+HUB_KNOWLEDGE_VECTOR_SEARCH = env.env_bool("HUB_KNOWLEDGE_VECTOR_SEARCH", True)
+# Cosine similarity (0..1) below which a chunk is not an answer.
+HUB_KNOWLEDGE_MIN_SIMILARITY = float(env.env_str("HUB_KNOWLEDGE_MIN_SIMILARITY", "0.3"))
+HUB_KNOWLEDGE_CHUNK_CHARS = env.env_int("HUB_KNOWLEDGE_CHUNK_CHARS", 1200)
+
+# Lead extraction (docs/extraction.md): a conversation is extracted once it has been quiet this
+# long (a tenant may choose 5-15 minutes), at this price in credits plus its tokens (per
+# thousand, HUB_CREDITS_PER_1K_TOKENS); failed runs are retried with this backoff, and this many
+# failures in a row for a tenant notify its operators.
+HUB_EXTRACTION_IDLE_MINUTES = env.env_int("HUB_EXTRACTION_IDLE_MINUTES", 10)
+HUB_CREDITS_PER_EXTRACTION = env.env_int("HUB_CREDITS_PER_EXTRACTION", 1)
+HUB_EXTRACTION_BACKOFF_BASE_SECONDS = env.env_int("HUB_EXTRACTION_BACKOFF_BASE_SECONDS", 60)
+HUB_EXTRACTION_BACKOFF_MAX_SECONDS = env.env_int("HUB_EXTRACTION_BACKOFF_MAX_SECONDS", 3600)
+HUB_EXTRACTION_MAX_ATTEMPTS = env.env_int("HUB_EXTRACTION_MAX_ATTEMPTS", 5)
+HUB_EXTRACTION_FAILURES_TO_NOTIFY = env.env_int("HUB_EXTRACTION_FAILURES_TO_NOTIFY", 3)
+# The most transcript characters one extraction sends to the model (the newest are kept).
+HUB_EXTRACTION_MAX_INPUT_CHARS = env.env_int("HUB_EXTRACTION_MAX_INPUT_CHARS", 20000)
+# The region for phone numbers written without a country code (ISO 3166 alpha-2; empty: such
+# numbers are dropped as ambiguous).
+HUB_EXTRACTION_DEFAULT_REGION = env.env_str("HUB_EXTRACTION_DEFAULT_REGION", "")
+# Named in the OpenAPI schema: other resources have a `type` too.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),  # type: ignore[dict-item]
+    "ExtractionFieldTypeEnum": "extraction.models.ExtractionField.Type",
+}
+
+# Data retention (docs/retention.md): soft-deleted messages are hard-deleted (with their files)
+# after this audit window.
+HUB_RETENTION_AUDIT_DAYS = env.env_int("HUB_RETENTION_AUDIT_DAYS", 7)

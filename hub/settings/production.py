@@ -1,5 +1,8 @@
 """Production: real servers, a real secret, nothing generated on the fly."""
 
+import sys
+from pathlib import Path
+
 from django.core.exceptions import ImproperlyConfigured
 
 from hub import env
@@ -25,8 +28,33 @@ STATIC_ROOT = env.env_str("HUB_STATIC_ROOT") or str(BASE_DIR / "staticfiles")  #
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.env_bool("HUB_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-DATABASES["default"]["CONN_MAX_AGE"] = env.env_int("HUB_DB_CONN_MAX_AGE", 60)  # noqa: F405
+# Under ASGI each request runs its sync code in a thread of its own and Django's connections are
+# per thread: persistent connections (CONN_MAX_AGE) are left behind by every finished thread, and
+# without them each request opens one, hundreds at once under load, past PostgreSQL's
+# max_connections (measured: docs/performance.md). A pool per process bounds and reuses them;
+# HUB_DB_POOL_MAX_SIZE=0 goes back to one connection per thread kept HUB_DB_CONN_MAX_AGE seconds.
+# Celery workers are the exception: its Django fix-up closes a pool after every task of a prefork
+# child, so they keep one persistent connection each (checked before every task, hub/celery.py).
+_in_celery = Path(sys.argv[0]).name == "celery" or Path(sys.argv[0]).parent.name == "celery"
+_pool_max = env.env_int("HUB_DB_POOL_MAX_SIZE", 0 if _in_celery else 8)
+if _pool_max > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405 - the pool keeps them instead
+    DATABASES["default"]["OPTIONS"]["pool"] = {  # noqa: F405
+        "min_size": env.env_int("HUB_DB_POOL_MIN_SIZE", 1),
+        "max_size": _pool_max,
+        # A request waits this long for a free connection before failing with a 503.
+        "timeout": float(env.env_str("HUB_DB_POOL_TIMEOUT_SECONDS", "10")),
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.env_int("HUB_DB_CONN_MAX_AGE", 60)  # noqa: F405
 STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# Celery's fix-up closes the connection after every task unless told to reuse it: a reconnect per
+# task was a fifth of a worker's time (docs/performance.md). Reused, it is still checked before
+# each task like a request's (hub/celery.py), so a restarted PostgreSQL is reconnected to.
+CELERY_DB_REUSE_MAX = env.env_int("HUB_CELERY_DB_REUSE_MAX", 1000)
+# tenant-schemas-celery reads the task's tenant row before every task; cache it as the web's
+# tenant lookups are (a query per task, 3 % of a worker's CPU).
+CELERY_TASK_TENANT_CACHE_SECONDS = env.env_int("HUB_TENANT_CACHE_SECONDS", 5)

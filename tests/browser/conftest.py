@@ -27,7 +27,9 @@ def _require_chromium() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's sync API keeps an event loop running while a browser is open, which
+# would break every async test collected after it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     _require_chromium()
     from playwright.sync_api import sync_playwright
@@ -62,3 +64,13 @@ def screenshot(request: pytest.FixtureRequest) -> Callable[[Any, str], Path]:
         return path
 
     return take
+
+
+@pytest.fixture(autouse=True)
+def _close_connections_after_each_test() -> Iterator[None]:
+    """Browser tests drive a server in another process while this one holds a connection;
+    closing it after each test lets the test database be dropped at the end of the session."""
+    yield
+    from django.db import connections
+
+    connections.close_all()

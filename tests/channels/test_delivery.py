@@ -289,3 +289,24 @@ def test_the_rate_setting_is_validated(tenant_a) -> None:
     )
     assert response.status_code == 400
     assert "config.messages_per_second" in response.json()["error"]["details"]
+
+
+def test_a_delivery_whose_task_was_lost_is_swept(tenant_a, graph) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_app.delivery import pending_deliveries_sweep
+
+    graph.default(r"/messages$", 200, _wamid)
+    with tenant_a.schema():
+        message = _send(
+            _conversation("whatsapp", WA_CONFIG, "15555550123"), {"type": "text", "text": "Hi"}
+        )
+        # Recent: its task may still be on the way.
+        assert pending_deliveries_sweep() == {"enqueued": 0}
+        Message.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+        assert pending_deliveries_sweep() == {"enqueued": 1}
+        message_deliver(message_id=message.pk)
+        assert Message.objects.get(pk=message.pk).status == "sent"
+        assert pending_deliveries_sweep() == {"enqueued": 0}

@@ -59,6 +59,19 @@ def test_webhook_answers_2xx_with_redis_down_and_is_processed_after(committed_db
             )
             try:
                 support.wait_until(lambda: _up(port), timeout=60, what="the server")
+                # An operator's reply with the broker down: stored, answered 201, left pending
+                # for the stuck-delivery sweeper.
+                with schema_context(slug):
+                    contact = Contact.objects.create(name="Ann")
+                    conversation = Conversation.objects.create(channel=channel, contact=contact)
+                reply = requests.post(
+                    f"http://127.0.0.1:{port}/api/v1/conversations/{conversation.pk}/messages/",
+                    json={"content": {"type": "text", "text": "On our way"}},
+                    headers={"Authorization": f"Bearer {committed_db['a'].api_key}"},
+                    timeout=10,
+                )
+                assert reply.status_code == 201, reply.text
+                assert reply.json()["status"] == "pending"
                 body = fixture_bytes("whatsapp_text")
                 response = requests.post(
                     f"http://127.0.0.1:{port}/webhooks/{slug}/whatsapp/{channel.channel_token}/",

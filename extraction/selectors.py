@@ -1,0 +1,104 @@
+"""Reads on lead extraction, in the current tenant's schema."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import BooleanField, F, Q, QuerySet, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
+
+from conversations.models import Conversation
+from extraction.models import Extraction, ExtractionField
+from hub.exceptions import NotFoundError
+from tenants.models import Tenant
+
+IDLE_MINUTES_RANGE = (5, 15)
+
+
+def extraction_idle_minutes(*, tenant: Tenant) -> int:
+    """The tenant's choice (kept within 5-15), else the platform default."""
+    chosen = tenant.extraction_idle_minutes
+    if chosen is None:
+        return settings.HUB_EXTRACTION_IDLE_MINUTES
+    low, high = IDLE_MINUTES_RANGE
+    return min(max(chosen, low), high)
+
+
+def conversations_due_for_extraction(*, now: datetime, idle_minutes: int) -> QuerySet[Conversation]:
+    """Conversations quiet for `idle_minutes` with messages newer than their last extraction,
+    leaving out those waiting out a failure's backoff, and those that failed
+    `HUB_EXTRACTION_MAX_ATTEMPTS` times in a row until a new message arrives. Oldest first."""
+    return (
+        Conversation.objects.annotate(
+            extracted=Coalesce(F("extraction_cursor__extracted_seq"), Value(0)),
+            failures=Coalesce(F("extraction_cursor__attempts"), Value(0)),
+            failed_at_seq=Coalesce(F("extraction_cursor__attempted_seq"), Value(0)),
+            retry_at=F("extraction_cursor__next_attempt_at"),
+        )
+        .filter(
+            last_seq__gt=F("extracted"),
+            last_activity_at__lte=now - timedelta(minutes=idle_minutes),
+        )
+        .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
+        .filter(
+            Q(failures__lt=settings.HUB_EXTRACTION_MAX_ATTEMPTS)
+            | Q(last_seq__gt=F("failed_at_seq"))
+        )
+        .order_by("last_activity_at")
+    )
+
+
+def extraction_field_list() -> QuerySet[ExtractionField]:
+    return ExtractionField.objects.all()
+
+
+def extraction_field_get(*, field_id: uuid.UUID | str) -> ExtractionField:
+    field = ExtractionField.objects.filter(pk=field_id).first()
+    if field is None:
+        raise NotFoundError("No such extraction field.")
+    return field
+
+
+def extraction_list(
+    *,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    channel_id: uuid.UUID | None = None,
+    conversation_id: uuid.UUID | None = None,
+    field: str | None = None,
+    q: str | None = None,
+) -> QuerySet[Extraction]:
+    """Extraction versions, newest first, with their conversation's channel as `channel_id`.
+    `field` keeps those that found that field; `q` those whose values contain the text."""
+    extractions = Extraction.objects.annotate(channel_id=F("conversation__channel_id"))
+    if created_after:
+        extractions = extractions.filter(created_at__gte=created_after)
+    if created_before:
+        extractions = extractions.filter(created_at__lt=created_before)
+    if channel_id:
+        extractions = extractions.filter(conversation__channel_id=channel_id)
+    if conversation_id:
+        extractions = extractions.filter(conversation_id=conversation_id)
+    if field:
+        extractions = extractions.filter(data__has_key=field)
+    if q:
+        # Values only: every row's keys are field names, which would match most searches.
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        table = Extraction._meta.db_table
+        extractions = extractions.alias(
+            # The table name is ours and the text is a parameter.
+            matches=RawSQL(  # noqa: S611
+                f'EXISTS (SELECT 1 FROM jsonb_each_text("{table}"."data") AS kv '  # noqa: S608
+                "WHERE kv.value ILIKE %s)",
+                [pattern],
+                output_field=BooleanField(),
+            )
+        ).filter(matches=True)
+    return extractions.order_by("-created_at", "-id")
+
+
+def extraction_required_field_names() -> list[str]:
+    return list(ExtractionField.objects.filter(required=True).values_list("name", flat=True))

@@ -1,0 +1,3 @@
+from tests.agents.conftest import _closed_circuits, openai_fake
+
+__all__ = ["_closed_circuits", "openai_fake"]
