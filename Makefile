@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format
+.PHONY: run test lint format bench drills
 
 # pip's chatter goes to a log, shown only when the install fails.
 $(VENV)/.installed: pyproject.toml
@@ -27,3 +27,12 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The production-like stack under load (docs/performance.md). QUICK=1: every scenario shortened,
+# under three minutes; SCENARIOS="ingest api" picks some. Results in bench/results/.
+bench: $(VENV)/.installed
+	$(PY) -m bench $(if $(QUICK),--quick) $(SCENARIOS)
+
+# The fault drills at full length (docs/reliability.md); the suite runs them shortened.
+drills: $(VENV)/.installed
+	HUB_DRILLS_LONG=1 $(PY) -m hub.launcher test -- tests/drills -p no:cacheprovider
