@@ -57,7 +57,7 @@ def soak(quick: bool) -> Result:
             webhooks = pool.submit(drive, stack, webhook_spec, "soak-webhooks")
             reads = pool.submit(drive, stack, api_spec, "soak-api")
             webhooks_out, reads_out = webhooks.result(), reads.result()
-        time.sleep(10)
+        time.sleep(2 if quick else 10)
         stop.set()
         sampler.join()
         counts = reply_counts(stack, "bench_soak")

@@ -16,6 +16,7 @@ from channels_app.inbound import inbound_event_enqueue, inbound_event_record
 from channels_app.models import Channel
 from channels_app.providers import provider_for
 from channels_app.providers.base import Provider, WebhookRejected
+from channels_app.selectors import channel_get_for_webhook
 from hub.exceptions import error_body
 from tenants.selectors import tenant_get_by_slug
 
@@ -41,9 +42,9 @@ def provider_webhook(
     if not tenant.is_active:
         return _refuse(403, "tenant_suspended", "This tenant is suspended.")
     with schema_context(tenant.schema_name):
-        channel = Channel.objects.filter(
-            channel_token=channel_token, kind=kind, enabled=True
-        ).first()
+        channel = channel_get_for_webhook(
+            schema=tenant.schema_name, kind=kind, channel_token=channel_token
+        )
         provider = provider_for(kind=kind, config=channel.config) if channel else None
         if channel is None or provider is None:
             return JsonResponse(NOT_FOUND, status=404)

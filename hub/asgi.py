@@ -2,10 +2,14 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings.local")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from hub.asgi_http import PooledASGIHandler  # noqa: E402
+
+http_app = PooledASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
@@ -23,7 +27,7 @@ websocket_urlpatterns = [
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import hmac
 import re
-import time
-from collections.abc import Callable
 
-from django.conf import settings
-
+from hub.memo import memo_get
 from tenants.models import ApiKey, Domain, Tenant
 
 API_KEY_PATTERN = re.compile(r"^hub_([A-Za-z0-9]{8})_[A-Za-z0-9_-]{20,}$")
 
-_cache: dict[tuple[str, str], tuple[float, Tenant | None]] = {}
-
-
-def _cached(kind: str, key: str, load: Callable[[], Tenant | None]) -> Tenant | None:
-    """A short per-process cache: tenant routing runs on every request."""
-    ttl = float(getattr(settings, "HUB_TENANT_CACHE_SECONDS", 5))
-    now = time.monotonic()
-    hit = _cache.get((kind, key))
-    if ttl > 0 and hit and hit[0] > now:
-        return hit[1]
-    tenant = load()
-    if ttl > 0:
-        if len(_cache) > 10_000:
-            _cache.clear()
-        _cache[(kind, key)] = (now + ttl, tenant)
-    return tenant
-
 
 def tenant_get_by_slug(*, slug: str) -> Tenant | None:
-    return _cached(
-        "slug", slug, lambda: Tenant.objects.filter(schema_name=slug, is_template=False).first()
+    return memo_get(
+        ("tenant-slug", slug),
+        lambda: Tenant.objects.filter(schema_name=slug, is_template=False).first(),
     )
 
 
@@ -46,7 +27,7 @@ def tenant_get_by_domain(*, host: str) -> Tenant | None:
         )
         return domain.tenant if domain else None
 
-    return _cached("domain", host, load)
+    return memo_get(("tenant-domain", host), load)
 
 
 def tenant_list_active() -> list[Tenant]:
@@ -74,9 +55,8 @@ def tenant_current() -> Tenant:
     tenant = tenant_connection().tenant
     if isinstance(tenant, Tenant):
         return tenant
-    found = _cached(
-        "slug",
-        tenant.schema_name,
+    found = memo_get(
+        ("tenant-schema", tenant.schema_name),
         lambda: Tenant.objects.filter(schema_name=tenant.schema_name).first(),
     )
     if found is None:

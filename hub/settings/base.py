@@ -110,6 +110,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "hub.tenant_urls"
 PUBLIC_SCHEMA_URLCONF = "hub.urls"
 ASGI_APPLICATION = "hub.asgi.application"
+# Threads per web process serving HTTP (hub/asgi_http.py); keep it within the database pool.
+HUB_WEB_THREADS = env.env_int("HUB_WEB_THREADS", 8)
 
 TEMPLATES = [
     {
@@ -184,9 +186,17 @@ def redis_backed_settings(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
+    # Redis pub/sub publishes a group message once per group; channels_redis' default layer
+    # (`HUB_CHANNEL_LAYER=core`) queues it once per member socket, with a capacity and an expiry
+    # per socket: at 10,000 sockets it fell a minute behind and dropped 14 % of the frames, where
+    # pub/sub delivered all of them (docs/performance.md). Pushes are at most once either way:
+    # sockets replay what they missed when they resume.
+    layer = "pubsub.RedisPubSubChannelLayer"
+    if env.env_str("HUB_CHANNEL_LAYER", "pubsub") == "core":
+        layer = "core.RedisChannelLayer"
     channel_layers = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": f"channels_redis.{layer}",
             # A consumer waits on Redis in blocking pops of 5 s; redis-py's default read
             # timeout is also 5 s, which killed every socket idle that long.
             "CONFIG": {

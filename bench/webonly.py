@@ -1,0 +1,81 @@
+"""The web tier alone on signed webhooks: the stack without Celery, so its cost is the web's.
+
+    python -m bench.webonly --rate 100 --seconds 15 [--web-processes 1] [--workers 0] [--profile]
+
+Prints what the driver measured and the web processes' CPU per webhook. `--profile` records
+py-spy (GIL-holding samples, collapsed stacks) of every web worker into the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+
+from bench.scenarios import drive, targets_of
+from bench.stack import StackOptions, running
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--web-processes", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    options = StackOptions(
+        web_processes=args.web_processes, worker_processes=args.workers, beat=False
+    )
+    seed = {"groups": [{"prefix": "bench_web", "count": 1, "channels": 1}]}
+    with running(options, seed=seed) as (stack, seeded):
+        web_workers = stack.processes()["web"][1:]  # the gunicorn arbiter does no requests
+        before = stack.cpu_seconds()
+        spies = []
+        if args.profile:
+            spy = shutil.which("py-spy")
+            if spy is None:
+                raise SystemExit("py-spy is missing: pip install -e '.[bench]'")
+            for process in web_workers:
+                stacks = stack.run_dir / f"web-{process.pid}.collapsed.txt"
+                command = [spy, "record", "-p", str(process.pid), "-d", str(args.seconds)]
+                command += ["-r", "200", "-f", "raw", "--gil", "--nonblocking", "-o", str(stacks)]
+                spies.append(
+                    subprocess.Popen(
+                        command,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+        out = drive(
+            stack,
+            {
+                "kind": "webhooks",
+                "port": stack.web_port,
+                "targets": targets_of(seeded, "bench_web"),
+                "rate": args.rate,
+                "duration": args.seconds,
+                "prefix": "web",
+                "contacts": 2000,
+                "connections": 64,
+            },
+            "webonly",
+        )
+        web_cpu = stack.cpu_seconds()["web"] - before["web"]
+        for spy_process in spies:
+            spy_process.wait()
+        figures = {
+            "rate_offered": args.rate,
+            "rate_achieved": out["rate_achieved"],
+            "sent": out["sent"],
+            "statuses": out["statuses"],
+            "latency": out["latency"],
+            "web_cpu_ms_per_webhook": round(1000 * web_cpu / max(1, out["sent"]), 2),
+            "run_dir": str(stack.run_dir),
+        }
+        print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
