@@ -8,6 +8,8 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from retention.encryption import TenantEncryptedJSONField, TenantEncryptedTextField
+
 
 class CsatRating(models.Model):
     """A contact's rating (1-5) of the service: a typed score or emoji, or a reaction on one
@@ -73,7 +75,9 @@ class Reminder(models.Model):
     conversation = models.ForeignKey(
         "conversations.Conversation", on_delete=models.CASCADE, related_name="reminders"
     )
-    text = models.CharField(max_length=500)
+    # The contact's words, like the title and description of a task and the answers of an
+    # assessment: encrypted at rest while the tenant encrypts messages (docs/retention.md).
+    text = TenantEncryptedTextField(max_length=500)
     due_at = models.DateTimeField(db_index=True)
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.SCHEDULED, db_index=True
@@ -128,8 +132,8 @@ class Task(models.Model):
         HIGH = 3
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    title = models.CharField(max_length=200)
-    description = models.TextField(blank=True, max_length=5000)
+    title = TenantEncryptedTextField(max_length=200)
+    description = TenantEncryptedTextField(blank=True, max_length=5000)
     status = models.CharField(
         max_length=12, choices=Status.choices, default=Status.OPEN, db_index=True
     )
@@ -230,7 +234,7 @@ class AssessmentRun(models.Model):
     invalid_answers = models.PositiveSmallIntegerField(
         default=0, help_text="Invalid answers in a row to the current question."
     )
-    answers = models.JSONField(default=dict, blank=True)
+    answers = TenantEncryptedJSONField(default=dict, blank=True)
     score = models.FloatField(null=True, blank=True)
     outcome = models.CharField(max_length=100, blank=True)
     # The last inbound message handled: a reprocessed message is not taken as a new answer.

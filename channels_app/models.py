@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from hub.fields import EncryptedJSONField
+from retention.encryption import TenantEncryptedTextField
 
 
 class ChannelKind(models.TextChoices):
@@ -68,7 +69,8 @@ class InboundEvent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="inbound_events")
     provider_event_id = models.CharField(max_length=255)
-    body = models.TextField(help_text="The raw body, exactly as received.")
+    # Holds customers' messages: encrypted at rest while the tenant encrypts them.
+    body = TenantEncryptedTextField(help_text="The raw body, exactly as received.")
     content_type = models.CharField(max_length=100)
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True

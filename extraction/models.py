@@ -4,11 +4,14 @@ state that schedules the runs. Everything here lives in the tenant's schema."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+
+from retention.encryption import TenantEncryptedJSONField
 
 FIELD_NAME = RegexValidator(
     r"^[a-z][a-z0-9_]{0,49}$",
@@ -69,7 +72,11 @@ class ExtractionField(models.Model):
 
 class Extraction(models.Model):
     """One version of a conversation's lead: what a run found, what it dropped as invalid, and
-    what changed since the version before. Never edited; each run adds a version."""
+    what changed since the version before. Never edited; each run adds a version.
+
+    `data`, `dropped` and `changes` hold the customer's values (names, emails, phones): they are
+    encrypted at rest while the tenant encrypts messages, so SQL cannot look into them;
+    `found_fields` keeps the names of the fields found, which `?field=` filters on."""
 
     class Source(models.TextChoices):
         LLM = "llm"
@@ -92,13 +99,15 @@ class Extraction(models.Model):
     )
     version = models.PositiveIntegerField()
     # {field name: validated value}; a field found nowhere is absent.
-    data = models.JSONField(default=dict)
+    data = TenantEncryptedJSONField(default=dict)
+    # The keys of `data`, set on save: names from the tenant's schema, never a customer's value.
+    found_fields = ArrayField(models.CharField(max_length=50), default=list, blank=True)
     # The fields the customer stated or confirmed themselves (not inferred).
     confirmed = ArrayField(models.CharField(max_length=50), default=list, blank=True)
     # [{"field", "value", "reason"}]: what the extractor answered that did not validate.
-    dropped = models.JSONField(default=list, blank=True)
+    dropped = TenantEncryptedJSONField(default=list, blank=True)
     # {"added": {field: value}, "changed": {field: {"from", "to"}}, "removed": {field: value}}
-    changes = models.JSONField(default=dict, blank=True)
+    changes = TenantEncryptedJSONField(default=dict, blank=True)
     source = models.CharField(max_length=10, choices=Source.choices)
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     # The conversation's last seq when the run read it.
@@ -118,6 +127,10 @@ class Extraction(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.version} of {self.conversation_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.found_fields = sorted(self.data)
+        super().save(*args, **kwargs)
 
 
 class ExtractionCursor(models.Model):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import BooleanField, F, Q, QuerySet, Value
@@ -13,6 +16,7 @@ from django.db.models.functions import Coalesce
 from conversations.models import Conversation
 from extraction.models import Extraction, ExtractionField
 from hub.exceptions import NotFoundError
+from retention.encryption import ENVELOPE
 from tenants.models import Tenant
 
 IDLE_MINUTES_RANGE = (5, 15)
@@ -83,21 +87,42 @@ def extraction_list(
     if conversation_id:
         extractions = extractions.filter(conversation_id=conversation_id)
     if field:
-        extractions = extractions.filter(data__has_key=field)
+        extractions = extractions.filter(found_fields__contains=[field])
     if q:
-        # Values only: every row's keys are field names, which would match most searches.
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        table = Extraction._meta.db_table
-        extractions = extractions.alias(
-            # The table name is ours and the text is a parameter.
-            matches=RawSQL(  # noqa: S611
-                f'EXISTS (SELECT 1 FROM jsonb_each_text("{table}"."data") AS kv '  # noqa: S608
-                "WHERE kv.value ILIKE %s)",
-                [pattern],
-                output_field=BooleanField(),
-            )
-        ).filter(matches=True)
+        extractions = _values_containing(extractions, q)
     return extractions.order_by("-created_at", "-id")
+
+
+def _values_containing(extractions: QuerySet[Any], q: str) -> QuerySet[Any]:
+    """The versions with a value of `data` containing `q`, case-insensitively. PostgreSQL
+    matches the plaintext rows; the rows of a tenant that encrypts are decrypted and matched
+    here, one pass over every candidate version (docs/retention.md)."""
+    encrypted = Q(data__has_key=ENVELOPE)
+    # Values only: every row's keys are field names, which would match most searches.
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    table = Extraction._meta.db_table
+    matches = RawSQL(  # noqa: S611 - the table name is ours and the text is a parameter
+        f'EXISTS (SELECT 1 FROM jsonb_each_text("{table}"."data") AS kv '  # noqa: S608
+        "WHERE kv.value ILIKE %s)",
+        [pattern],
+        output_field=BooleanField(),
+    )
+    needle = q.lower()
+    decrypted = extractions.filter(encrypted).values_list("pk", "data").iterator(chunk_size=2000)
+    found = [pk for pk, data in decrypted if any(needle in text for text in _value_texts(data))]
+    return extractions.alias(matches=matches).filter(
+        (~encrypted & Q(matches=True)) | Q(pk__in=found)
+    )
+
+
+def _value_texts(data: dict[str, Any]) -> Iterator[str]:
+    """Each value as `jsonb_each_text` prints it, lowercased: strings bare, anything else as
+    JSON (null prints nothing)."""
+    for value in data.values():
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        yield text.lower()
 
 
 def extraction_required_field_names() -> list[str]:

@@ -4,6 +4,8 @@ import uuid
 
 from django.db import models
 
+from retention.encryption import TenantEncryptedTextField
+
 
 class Notification(models.Model):
     """Something operators must know about (a handoff, low credits, a dead letter), recorded
@@ -18,8 +20,10 @@ class Notification(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=30, choices=Kind.choices)
-    title = models.CharField(max_length=200)
-    body = models.TextField(blank=True)
+    # Both may quote the customer (a task's request, a handoff's summary): encrypted at rest
+    # while the tenant encrypts messages.
+    title = TenantEncryptedTextField(max_length=200)
+    body = TenantEncryptedTextField(blank=True)
     conversation = models.ForeignKey(
         "conversations.Conversation",
         null=True,

@@ -1,5 +1,9 @@
 """Every periodic job, in one place. `manage.py bootstrap` writes them into django-celery-beat's
-tables once; after that the platform admin edits them and a redeploy keeps the edits."""
+tables once; after that the platform admin edits them and a redeploy keeps the edits.
+
+Presence itself lives in Redis with TTLs and needs no cleanup; `presence.sweep` puts right
+what a socket that died with its process leaves behind: an operator still stored online, a
+visitor the team was never told went offline (inbox/presence.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, str, str]] = {
     "Extract leads from quiet conversations": ("extraction.dispatch", "*", "*"),
     "Apply the data retention policy": ("retention.apply", "41", "2"),
     "Deliver due reminders": ("automation.reminders_deliver", "*", "*"),
+    "Sweep presence left by dead sockets": ("presence.sweep", "*", "*"),
     "Chunk and embed knowledge documents": ("knowledge.index", "*/5", "*"),
 }
 

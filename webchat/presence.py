@@ -5,6 +5,9 @@
   offline by itself, even when the process holding its socket died.
 - `…:sockets`: the set of the visitor's open sockets (tabs), same TTL, so closing one of two
   tabs does not take the visitor offline.
+- `hub:presence:<schema>:visitors`: the conversations whose visitor the team was told is
+  online. A socket that dies with its process never says "offline"; the `presence.sweep` job
+  finds those whose key has expired and tells the team (inbox/presence.py).
 - `hub:presence:<schema>:operator:<operator id>`: kept by the inbox; read here to tell a
   visitor whether the operator answering is online.
 
@@ -52,6 +55,10 @@ def operator_key(schema: str, operator_id: str) -> str:
     return f"hub:presence:{schema}:operator:{operator_id}"
 
 
+def announced_visitors_key(schema: str) -> str:
+    return f"hub:presence:{schema}:visitors"
+
+
 async def visitor_seen(*, schema: str, conversation_id: str, socket: str) -> bool:
     """Marks the visitor online for another TTL (on connect and on each ping). Returns True
     when it was offline before, i.e. when the team should hear it came online."""
@@ -62,7 +69,8 @@ async def visitor_seen(*, schema: str, conversation_id: str, socket: str) -> boo
             pipe.set(key, "online", px=ttl, get=True)
             pipe.sadd(f"{key}:sockets", socket)
             pipe.pexpire(f"{key}:sockets", ttl)
-            previous, _, _ = await pipe.execute()
+            pipe.sadd(announced_visitors_key(schema), conversation_id)
+            previous, _, _, _ = await pipe.execute()
     except (RedisError, OSError) as error:
         logger.warning("presence unavailable", extra={"error": type(error).__name__})
         return False
@@ -80,7 +88,10 @@ async def visitor_left(*, schema: str, conversation_id: str, socket: str) -> boo
             _, remaining = await pipe.execute()
             if remaining:
                 return False
-            await _redis().delete(key)
+            async with _redis().pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.srem(announced_visitors_key(schema), conversation_id)
+                await pipe.execute()
             return True
     except (RedisError, OSError) as error:
         logger.warning("presence unavailable", extra={"error": type(error).__name__})

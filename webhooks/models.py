@@ -13,6 +13,7 @@ from django.core.validators import MaxLengthValidator, MinLengthValidator
 from django.db import models
 
 from hub.fields import EncryptedTextField
+from retention.encryption import TenantEncryptedJSONField
 from webhooks.events import WEBHOOK_EVENTS
 from webhooks.signing import SECRET_MIN_LENGTH
 
@@ -69,7 +70,8 @@ class WebhookDelivery(models.Model):
     event = models.CharField(max_length=100)
     # One id per domain event: the deliveries of one event to several subscriptions share it.
     event_id = models.UUIDField(default=uuid.uuid4)
-    payload = models.JSONField()
+    # Message contents and leads: encrypted at rest while the tenant encrypts messages.
+    payload = TenantEncryptedJSONField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempt_count = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)

@@ -4,11 +4,7 @@ arrive, in order, keep arriving after Redis restarts, and never raise into the c
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import queue
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +16,7 @@ from channels.layers import channel_layers
 
 from conversations.live import inbox_group, on_event
 from hub.embedded import free_port, wait_for_port
+from tests.support import GroupListener
 
 SCHEMA = "live_drill"
 
@@ -88,49 +85,13 @@ def private_layer(
             redis.stop()
 
 
-class Listener:
-    """A socket's side, on an event loop of its own (as a consumer in the ASGI server): joins the
-    tenant's inbox group, and hands every push it receives to the test."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.received: queue.Queue[int] = queue.Queue()
-        asyncio.run_coroutine_threadsafe(self._join(), self.loop).result(10)
-
-    async def _join(self) -> None:
-        # A layer of its own, as another process (the ASGI server) has.
-        layer = channel_layers.make_backend("default")
-        channel = await layer.new_channel()
-        await layer.group_add(inbox_group(SCHEMA), channel)
-        self.pump = asyncio.ensure_future(self._pump(layer, channel))
-
-    async def _pump(self, layer: Any, channel: str) -> None:
-        while True:
-            message = await layer.receive(channel)
-            self.received.put(message["payload"]["seq"])
-
-    def take(self, count: int) -> list[int]:
-        return [self.received.get(timeout=10) for _ in range(count)]
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self.pump.cancel()
-            # A pump that died with its Redis raised already; either way it is over.
-            with contextlib.suppress(BaseException):
-                await self.pump
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-
-
 def test_pushes_from_sync_code_arrive_in_order_and_survive_a_redis_restart(
     private_layer: PrivateRedis,
 ) -> None:
-    listener = Listener()
+    listener = GroupListener(inbox_group(SCHEMA))
     for seq in range(1, 51):
         on_event(SCHEMA, "message.created", {"conversation": "c1", "seq": seq})
-    assert listener.take(50) == list(range(1, 51))
+    assert [message["payload"]["seq"] for message in listener.take(50)] == list(range(1, 51))
     listener.close()
 
     # Redis goes away: the push is lost (sockets replay on resume) but the caller never fails.
@@ -139,7 +100,7 @@ def test_pushes_from_sync_code_arrive_in_order_and_survive_a_redis_restart(
 
     # Back (empty): the process's one loop reconnects; new listeners get new pushes.
     private_layer.start()
-    listener = Listener()
+    listener = GroupListener(inbox_group(SCHEMA))
     on_event(SCHEMA, "message.created", {"conversation": "c1", "seq": 52})
-    assert listener.take(1) == [52]
+    assert [message["payload"]["seq"] for message in listener.take(1)] == [52]
     listener.close()

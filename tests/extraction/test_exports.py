@@ -24,8 +24,8 @@ def _bulk_versions(conversation: Conversation, count: int) -> None:
         cursor.execute(
             """
             INSERT INTO extraction_extraction (
-                id, conversation_id, contact_id, version, data, confirmed, dropped, changes,
-                source, trigger, through_seq, model, tokens, credits, created_at
+                id, conversation_id, contact_id, version, data, found_fields, confirmed, dropped,
+                changes, source, trigger, through_seq, model, tokens, credits, created_at
             )
             SELECT gen_random_uuid(), %s, %s, n,
                 jsonb_build_object(
@@ -33,7 +33,8 @@ def _bulk_versions(conversation: Conversation, count: int) -> None:
                     'email', 'lead' || n || '@example.com',
                     'notes', repeat('x', 60)
                 ),
-                ARRAY['name'], '[]'::jsonb, '{}'::jsonb, 'llm', 'idle', 1, '', 0, 0,
+                ARRAY['email', 'name', 'notes'], ARRAY['name'], '[]'::jsonb, '{}'::jsonb,
+                'llm', 'idle', 1, '', 0, 0,
                 now() - n * interval '1 second'
             FROM generate_series(1, %s) AS n
             """,
