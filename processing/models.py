@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from retention.encryption import TenantEncryptedJSONField
+
 
 class ConversationCursor(models.Model):
     """How far processing has got in a conversation: inbound messages up to `processed_seq` are
@@ -392,7 +394,9 @@ class RoutingDecision(models.Model):
     )
     sentiment = models.CharField(max_length=10, blank=True)
     language = models.CharField(max_length=20, blank=True)
-    entities = models.JSONField(default=list, blank=True)
+    # What the intent call found in the customer's words (an email, an order number): theirs, so
+    # encrypted at rest with the tenant's messages.
+    entities = TenantEncryptedJSONField(default=list, blank=True)
     handler = models.CharField(max_length=50, db_index=True)
     reason = models.CharField(max_length=30, choices=Reason.choices, db_index=True)
     tokens = models.PositiveIntegerField(default=0)

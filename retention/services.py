@@ -27,6 +27,7 @@ from conversations.services.messages import ERASED_CONTENT
 from extraction.models import Extraction
 from hub.exceptions import ConflictError
 from inbox.models import Notification
+from processing.models import RoutingDecision
 from retention.encryption import (
     ENVELOPE,
     TOKEN,
@@ -234,6 +235,7 @@ ENCRYPTED_KINDS = (
     _EncryptedKind("tasks", Task, ("title", "description")),
     _EncryptedKind("reminders", Reminder, ("text",)),
     _EncryptedKind("assessment_runs", AssessmentRun, ("answers",)),
+    _EncryptedKind("routing_decisions", RoutingDecision, ("entities",)),
 )
 
 

@@ -26,6 +26,7 @@ from extraction.models import Extraction
 from inbox.models import Notification
 from inbox.selectors import notification_list
 from inbox.services import notification_create
+from processing.models import RoutingDecision
 from retention.encryption import TOKEN
 from retention.services import encryption_align, retention_apply
 from tests.channels.helpers import fixture
@@ -265,9 +266,17 @@ def _one_of_each(info) -> dict[str, Any]:
     run = AssessmentRun.objects.create(
         flow=flow, definition={}, conversation=conversation, answers={"card": {"value": SECRET}}
     )
+    decision = RoutingDecision.objects.create(
+        message=message,
+        conversation=conversation,
+        entities=[{"type": "card", "value": SECRET}],
+        handler="answer",
+        reason=RoutingDecision.Reason.DEFAULT,
+    )
     return {
         "message": message,
         "event": event,
+        "decision": decision,
         "delivery": delivery,
         "extraction": extraction,
         "notification": notification,
@@ -292,6 +301,7 @@ STORED: list[tuple[str, str, str, Callable[[str], object]]] = [
     ("automation_task", "description", "task", TOKEN.match),
     ("automation_reminder", "text", "reminder", TOKEN.match),
     ("automation_assessmentrun", "answers", "run", _is_envelope),
+    ("processing_routingdecision", "entities", "decision", _is_envelope),
 ]
 
 
@@ -322,6 +332,8 @@ def _reads_back(rows: dict[str, Any]) -> None:
     assert Reminder.objects.get(pk=rows["reminder"].pk).text == SECRET
     run = AssessmentRun.objects.get(pk=rows["run"].pk)
     assert run.answers == {"card": {"value": SECRET}}
+    decision = RoutingDecision.objects.get(pk=rows["decision"].pk)
+    assert decision.entities == [{"type": "card", "value": SECRET}]
 
 
 ALL_ENCRYPTED = [(f"{table}.{column}", True, False) for table, column, _key, _ in STORED]
@@ -352,6 +364,7 @@ def test_the_daily_run_aligns_every_kind_with_the_setting(tenant_a, tenant_b) ->
         "tasks",
         "reminders",
         "assessment_runs",
+        "routing_decisions",
     ]
     with tenant_a.schema():
         rows = _one_of_each(tenant_a)
