@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import re
 
-from hub.memo import memo_get
+from hub.memo import memo_forget, memo_get
 from tenants.models import ApiKey, Domain, Tenant
 
 API_KEY_PATTERN = re.compile(r"^hub_([A-Za-z0-9]{8})_[A-Za-z0-9_-]{20,}$")
@@ -30,18 +30,40 @@ def tenant_get_by_domain(*, host: str) -> Tenant | None:
     return memo_get(("tenant-domain", host), load)
 
 
+def tenant_memo_forget(*, tenant: Tenant) -> None:
+    """Drops what this process remembers of the tenant: its suspension shows here at once."""
+    memo_forget(("tenant-slug", tenant.schema_name))
+    memo_forget(("tenant-schema", tenant.schema_name))
+    for host in tenant.domains.values_list("domain", flat=True):
+        memo_forget(("tenant-domain", host))
+    for prefix in ApiKey.objects.filter(tenant=tenant).values_list("prefix", flat=True):
+        memo_forget(api_key_cache_key(prefix))
+
+
 def tenant_list_active() -> list[Tenant]:
     return list(Tenant.objects.filter(is_active=True, is_template=False))
 
 
+def api_key_cache_key(prefix: str) -> tuple[str, str]:
+    return ("api-key", prefix)
+
+
 def api_key_get_for_raw_key(*, raw_key: str) -> ApiKey | None:
-    """The key a caller presented, with its tenant, if it is well formed and known."""
+    """The key a caller presented, with its tenant, if it is well formed and known.
+
+    Read on every API request, so memoised per process like tenants (HUB_TENANT_CACHE_SECONDS):
+    a revocation or a suspension made elsewhere takes effect within that long (at once in the
+    process that made it), and unknown prefixes are not looked up again and again."""
     from tenants.services import hash_api_key
 
     match = API_KEY_PATTERN.match(raw_key)
     if not match:
         return None
-    api_key = ApiKey.objects.select_related("tenant").filter(prefix=match.group(1)).first()
+    prefix = match.group(1)
+    api_key = memo_get(
+        api_key_cache_key(prefix),
+        lambda: ApiKey.objects.select_related("tenant").filter(prefix=prefix).first(),
+    )
     if api_key is None or not hmac.compare_digest(api_key.hashed_key, hash_api_key(raw_key)):
         return None
     return api_key

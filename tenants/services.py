@@ -15,7 +15,9 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from hub.exceptions import ApplicationError, ConflictError
+from hub.memo import memo_forget
 from tenants.models import ApiKey, Domain, Tenant
+from tenants.selectors import api_key_cache_key, tenant_memo_forget
 
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]{2,62}$")
 RESERVED_SLUGS = {"public", "information_schema", "admin", "api", "static", "www"}
@@ -103,6 +105,7 @@ def tenant_suspend(*, tenant: Tenant) -> Tenant:
     tenant.is_active = False
     tenant.suspended_at = timezone.now()
     tenant.save(update_fields=["is_active", "suspended_at"])
+    tenant_memo_forget(tenant=tenant)
     return tenant
 
 
@@ -110,6 +113,7 @@ def tenant_reactivate(*, tenant: Tenant) -> Tenant:
     tenant.is_active = True
     tenant.suspended_at = None
     tenant.save(update_fields=["is_active", "suspended_at"])
+    tenant_memo_forget(tenant=tenant)
     return tenant
 
 
@@ -127,6 +131,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        memo_forget(api_key_cache_key(api_key.prefix))
     return api_key
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.models import Agent
@@ -42,6 +44,37 @@ def test_revoked_key_is_401(tenant_a) -> None:
     response = client.get("/api/v1/agents/")
     assert response.status_code == 401
     assert "revoked" in error_of(response)["message"]
+
+
+def test_remembered_keys_still_honour_revocation_and_suspension(tenant_a, settings) -> None:
+    """Keys and tenants are memoised per process (HUB_TENANT_CACHE_SECONDS): a revocation or a
+    suspension made in this process shows at once; one made elsewhere (another process, which
+    can only change the row) within the memo's lifetime."""
+    settings.HUB_TENANT_CACHE_SECONDS = 3
+    revoked_here = api_key_issue(tenant=tenant_a.tenant, name="here")
+    revoked_elsewhere = api_key_issue(tenant=tenant_a.tenant, name="elsewhere")
+    clients = {}
+    for issued in (revoked_here, revoked_elsewhere):
+        clients[issued.api_key.name] = APIClient()
+        clients[issued.api_key.name].credentials(HTTP_AUTHORIZATION=f"Bearer {issued.raw_key}")
+        assert clients[issued.api_key.name].get("/api/v1/agents/").status_code == 200
+
+    api_key_revoke(api_key=revoked_here.api_key)
+    assert clients["here"].get("/api/v1/agents/").status_code == 401
+
+    ApiKey.objects.filter(pk=revoked_elsewhere.api_key.pk).update(revoked_at=timezone.now())
+    assert clients["elsewhere"].get("/api/v1/agents/").status_code == 200  # remembered
+    time.sleep(3.1)
+    assert clients["elsewhere"].get("/api/v1/agents/").status_code == 401
+
+    fresh = api_key_issue(tenant=tenant_a.tenant, name="fresh")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {fresh.raw_key}")
+    assert client.get("/api/v1/agents/").status_code == 200
+    tenant_suspend(tenant=tenant_a.tenant)
+    response = client.get("/api/v1/agents/")
+    assert response.status_code == 403
+    assert error_of(response)["code"] == "tenant_suspended"
 
 
 def test_key_records_last_use(tenant_a) -> None:
