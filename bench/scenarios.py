@@ -489,6 +489,29 @@ def api(quick: bool) -> Result:
             paths.append(f"history /api/v1/conversations/{conversation}/messages/")
         history = _get(stack.web_port, f"/api/v1/conversations/{ids[0]}/messages/", key)
         result.details["history_page_size"] = len(history.get("results", []))
+        # Each kind of page alone with one client: the web tier's CPU per page, which the
+        # machine's other load distorts far less than the latencies, and latencies without
+        # queueing behind the other clients.
+        alone: dict[str, Any] = {}
+        for name in ("list_first", "list_deep", "list_filtered", "history"):
+            cpu_before = stack.cpu_seconds()["web"]
+            one = drive(
+                stack,
+                {
+                    "kind": "api",
+                    "port": stack.web_port,
+                    "api_key": key,
+                    "paths": [path for path in paths if path.startswith(f"{name} ")],
+                    "duration": 30,
+                    "count": 100 if quick else 500,
+                    "concurrency": 1,
+                },
+                f"api-alone-{name}",
+            )
+            cpu = stack.cpu_seconds()["web"] - cpu_before
+            alone[name] = one["by_page"][name] | {
+                "web_cpu_ms_per_page": round(1000 * cpu / max(1, one["requests"]), 2)
+            }
         out = drive(
             stack,
             {
@@ -501,12 +524,14 @@ def api(quick: bool) -> Result:
             },
             "api",
         )
-        result.details.update(load=out, seed_seconds=seeded["history"]["seconds"])
+        result.details.update(load=out, alone=alone, seed_seconds=seeded["history"]["seconds"])
         result.figures = {
             "conversations": conversations,
             "messages": messages,
             "requests_per_s": out["rate_achieved"],
             **{f"{name}_p99_ms": v["p99_ms"] for name, v in out["by_page"].items()},
+            **{f"{name}_web_cpu_ms": v["web_cpu_ms_per_page"] for name, v in alone.items()},
+            **{f"{name}_alone_p50_ms": v["p50_ms"] for name, v in alone.items()},
             "non_2xx": sum(v for k, v in out["statuses"].items() if not k.startswith("2")),
             "load_avg": load_average(),
         }

@@ -9,10 +9,26 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.postgres.search import SearchQuery
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Count,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce
 
-from conversations.models import Contact, Conversation, Message, Operator, Participant
+from conversations.models import (
+    Attachment,
+    Contact,
+    Conversation,
+    Message,
+    Operator,
+    Participant,
+)
 from hub.exceptions import NotFoundError
 
 
@@ -37,20 +53,12 @@ def _valid_uuid(value: uuid.UUID | str) -> bool:
     return True
 
 
-def conversation_list(
-    *,
-    reader: Reader,
-    status: str | None = None,
-    channel_id: uuid.UUID | None = None,
-    assignee_id: uuid.UUID | None = None,
-    label: str | None = None,
-    q: str | None = None,
-    updated_after: datetime | None = None,
-) -> QuerySet[Conversation]:
-    """Conversations with their contact, channel, assignee and last message joined in, and the
-    reader's `unread_count` computed in the same query: one query whatever the page size."""
+def _unread_count(reader: Reader) -> Coalesce:
+    """The reader's inbound messages after its read position, a subquery per conversation row.
+    The read position is correlated with the conversation rather than with each message, so
+    PostgreSQL reads it once per row and ranges over (conversation, seq) from it."""
     read_position = Participant.objects.filter(
-        reader.participant_filter(), conversation=OuterRef("conversation_id")
+        reader.participant_filter(), conversation=OuterRef(OuterRef("pk"))
     ).values("last_read_seq")[:1]
     unread = (
         Message.objects.filter(
@@ -64,15 +72,35 @@ def conversation_list(
         .annotate(count=Count("pk"))
         .values("count")
     )
-    conversations = Conversation.objects.select_related(
-        "contact", "channel", "assignee", "last_message"
-    ).annotate(unread_count=Coalesce(Subquery(unread, output_field=IntegerField()), Value(0)))
+    return Coalesce(Subquery(unread, output_field=IntegerField()), Value(0))
+
+
+def _conversations_for_reader(
+    *,
+    reader: Reader,
+    status: str | None = None,
+    channel_id: uuid.UUID | None = None,
+    assignee_id: uuid.UUID | None = None,
+    unassigned: bool = False,
+    label: str | None = None,
+    q: str | None = None,
+    updated_after: datetime | None = None,
+) -> QuerySet[Conversation]:
+    """The filtered conversations with the reader's `unread_count` and `activity_at` (the last
+    activity, or the creation for a conversation with none: what lists order by, served by the
+    `conversation_activity_idx` indexes). Nothing joined: callers pick what they show."""
+    conversations = Conversation.objects.annotate(
+        unread_count=_unread_count(reader),
+        activity_at=Coalesce("last_activity_at", "created_at"),
+    )
     if status:
         conversations = conversations.filter(status=status)
     if channel_id:
         conversations = conversations.filter(channel_id=channel_id)
     if assignee_id:
         conversations = conversations.filter(assignee_id=assignee_id)
+    if unassigned:
+        conversations = conversations.filter(assignee__isnull=True)
     if label:
         conversations = conversations.filter(labels__contains=[label])
     if updated_after:
@@ -86,14 +114,17 @@ def conversation_list(
     return conversations
 
 
-def conversation_get(*, conversation_id: uuid.UUID | str) -> Conversation:
+def conversation_get(*, conversation_id: uuid.UUID | str, related: bool = True) -> Conversation:
+    """The conversation with its contact, channel, assignee and last message joined in; with
+    `related=False` its own row alone (for a caller that reads nothing else of it)."""
     conversation = None
     if _valid_uuid(conversation_id):
-        conversation = (
-            Conversation.objects.select_related("contact", "channel", "assignee", "last_message")
-            .filter(pk=conversation_id)
-            .first()
-        )
+        conversations = Conversation.objects.filter(pk=conversation_id)
+        if related:
+            conversations = conversations.select_related(
+                "contact", "channel", "assignee", "last_message"
+            )
+        conversation = conversations.first()
     if conversation is None:
         raise NotFoundError("No such conversation.")
     return conversation
@@ -151,29 +182,96 @@ def operator_get(*, operator_id: uuid.UUID | str) -> Operator:
 def conversation_list_by_activity(
     *, reader: Reader, unassigned: bool = False, **filters: Any
 ) -> QuerySet[Conversation]:
-    """`conversation_list` with `activity_at` (the last activity, or the creation for a
-    conversation with none) to order by, and everything its last message shows joined in or
-    prefetched in one more query. `unassigned` keeps only conversations without an assignee."""
-    conversations = (
-        conversation_list(reader=reader, **filters)
-        .annotate(activity_at=Coalesce("last_activity_at", "created_at"))
-        .select_related("last_message__sender_operator")
+    """Conversations with the reader's `unread_count` and `activity_at`, and their contact,
+    channel, assignee and last message (with its sender and files) joined in or prefetched:
+    everything the inbox shows. `unassigned` keeps only conversations without an assignee."""
+    return (
+        _conversations_for_reader(reader=reader, unassigned=unassigned, **filters)
+        .select_related("contact", "channel", "assignee", "last_message__sender_operator")
         .prefetch_related("last_message__attachments")
     )
-    if unassigned:
-        conversations = conversations.filter(assignee__isnull=True)
-    return conversations
+
+
+PREFETCHED_ATTACHMENTS = "prefetched_attachments"
+
+# What the API's outputs read (api/serializers.py) and nothing more: every other column costs
+# decoding on each row (the channel's config a decryption). A field added to an output and not
+# here still works, at one query per row, which the constant-query tests catch.
+_MESSAGE_SHOWN = (
+    "id",
+    "conversation_id",
+    "seq",
+    "direction",
+    "sender_type",
+    "sender_contact_id",
+    "sender_operator",
+    "sender_operator__display_name",
+    "content",
+    "status",
+    "provider_message_id",
+    "client_id",
+    "error_code",
+    "error_message",
+    "is_private",
+    "deleted_at",
+    "created_at",
+    "updated_at",
+)
+_CONVERSATION_SHOWN = (
+    "id",
+    "channel_id",
+    "contact",
+    "contact__name",
+    "contact__avatar_url",
+    "type",
+    "status",
+    "snoozed_until",
+    "priority",
+    "assignee_id",
+    "labels",
+    "ai_active",
+    "provider_thread_id",
+    "last_message",
+    *(f"last_message__{name}" for name in _MESSAGE_SHOWN if name != "id"),
+    "last_activity_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def _attachments_shown(lookup: str) -> Prefetch[Any]:
+    """A message's files as a plain list in `prefetched_attachments` (what the output reads):
+    Django attaches a prefetched queryset to each row by filtering a clone per row, which cost
+    more than the rest of a list's prefetching together."""
+    return Prefetch(
+        lookup,
+        queryset=Attachment.objects.only(
+            "id", "message_id", "file", "filename", "content_type", "size"
+        ),
+        to_attr=PREFETCHED_ATTACHMENTS,
+    )
+
+
+def conversation_list_for_api(
+    *, reader: Reader, unassigned: bool = False, **filters: Any
+) -> QuerySet[Conversation]:
+    """`conversation_list_by_activity` as the API shows it: the contact and last message joined
+    in (their files in one more query), the channel and assignee as ids only."""
+    return (
+        _conversations_for_reader(reader=reader, unassigned=unassigned, **filters)
+        .select_related("contact", "last_message__sender_operator")
+        .only(*_CONVERSATION_SHOWN)
+        .prefetch_related(_attachments_shown("last_message__attachments"))
+    )
 
 
 def conversation_get_for_reader(
     *, conversation_id: uuid.UUID | str, reader: Reader
 ) -> Conversation:
-    """One conversation as the list shows it, with the reader's `unread_count`."""
+    """One conversation as the API's list shows it, with the reader's `unread_count`."""
     conversation = None
     if _valid_uuid(conversation_id):
-        conversation = (
-            conversation_list_by_activity(reader=reader).filter(pk=conversation_id).first()
-        )
+        conversation = conversation_list_for_api(reader=reader).filter(pk=conversation_id).first()
     if conversation is None:
         raise NotFoundError("No such conversation.")
     return conversation
@@ -192,9 +290,15 @@ def unread_count_get(*, conversation: Conversation, last_read_seq: int) -> int:
 def message_list_after(
     *, conversation: Conversation, after_seq: int | None = None
 ) -> QuerySet[Message]:
-    """The conversation's messages, only those after `after_seq` when given (a client catching
-    up from the last seq it has)."""
-    messages = message_list(conversation=conversation)
+    """The conversation's messages as the API shows them (the columns and relations its output
+    reads), only those after `after_seq` when given (a client catching up from the last seq it
+    has)."""
+    messages = (
+        Message.objects.filter(conversation=conversation)
+        .select_related("sender_operator")
+        .only(*_MESSAGE_SHOWN)
+        .prefetch_related(_attachments_shown("attachments"))
+    )
     if after_seq is not None:
         messages = messages.filter(seq__gt=after_seq)
     return messages

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import datetime, tzinfo
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
@@ -21,6 +23,7 @@ from conversations.models import (
     Operator,
     Participant,
 )
+from conversations.selectors import PREFETCHED_ATTACHMENTS
 from hub.api import StrictSerializerMixin
 
 
@@ -57,6 +60,101 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
     }
 
 
+# --- Outputs. Lists and event payloads build them for every row, so each output serializer
+# builds its dict by hand rather than through DRF's per-field machinery (several times slower);
+# the declared fields still define the shape (and the OpenAPI schema), and
+# tests/conversations/test_output_shapes.py checks that the hand-built dicts equal DRF's own. ---
+
+
+def _when(value: datetime | None, zone: tzinfo) -> str | None:
+    """DRF's DateTimeField output: ISO 8601 in the current time zone, UTC as `Z`."""
+    if value is None:
+        return None
+    text = value.astimezone(zone).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _attachment_output(attachment: Attachment) -> dict[str, Any]:
+    return {
+        "id": str(attachment.id),
+        "filename": str(attachment.filename),
+        "content_type": str(attachment.content_type),
+        "size": int(attachment.size),
+        "url": attachment.file.url,
+    }
+
+
+def _message_content(message: Message) -> dict[str, Any] | None:
+    return None if message.deleted_at else message.content
+
+
+def _message_error(message: Message) -> dict[str, str] | None:
+    if message.status != Message.Status.FAILED:
+        return None
+    return {"code": message.error_code, "message": message.error_message}
+
+
+def _message_sender(message: Message) -> dict[str, Any] | None:
+    if message.sender_operator_id:
+        operator = message.sender_operator
+        return {"type": "operator", "id": str(operator.pk), "name": operator.display_name}  # type: ignore[union-attr]
+    if message.sender_contact_id:
+        return {"type": "contact", "id": str(message.sender_contact_id)}
+    return None
+
+
+def _message_attachments(message: Message) -> list[Attachment]:
+    prefetched = getattr(message, PREFETCHED_ATTACHMENTS, None)
+    return list(message.attachments.all()) if prefetched is None else prefetched
+
+
+def _message_output(message: Message, zone: tzinfo) -> dict[str, Any]:
+    return {
+        "id": str(message.id),
+        "conversation": message.conversation_id,
+        "seq": int(message.seq),
+        "direction": str(message.direction),
+        "sender_type": str(message.sender_type),
+        "sender": _message_sender(message),
+        "content": _message_content(message),
+        "status": str(message.status),
+        "provider_message_id": str(message.provider_message_id),
+        "client_id": str(message.client_id),
+        "error": _message_error(message),
+        "is_private": bool(message.is_private),
+        "attachments": [_attachment_output(item) for item in _message_attachments(message)],
+        "deleted_at": _when(message.deleted_at, zone),
+        "created_at": _when(message.created_at, zone),
+        "updated_at": _when(message.updated_at, zone),
+    }
+
+
+def _contact_summary(contact: Contact) -> dict[str, Any]:
+    return {"id": str(contact.id), "name": str(contact.name), "avatar_url": str(contact.avatar_url)}
+
+
+def _conversation_output(conversation: Conversation, zone: tzinfo) -> dict[str, Any]:
+    contact = conversation.contact
+    last_message = conversation.last_message
+    return {
+        "id": str(conversation.id),
+        "channel": conversation.channel_id,
+        "contact": None if contact is None else _contact_summary(contact),
+        "type": str(conversation.type),
+        "status": str(conversation.status),
+        "snoozed_until": _when(conversation.snoozed_until, zone),
+        "priority": int(conversation.priority),
+        "assignee": conversation.assignee_id,
+        "labels": [None if label is None else str(label) for label in conversation.labels],
+        "ai_active": bool(conversation.ai_active),
+        "provider_thread_id": str(conversation.provider_thread_id),
+        "last_message": None if last_message is None else _message_output(last_message, zone),
+        "last_activity_at": _when(conversation.last_activity_at, zone),
+        "created_at": _when(conversation.created_at, zone),
+        "updated_at": _when(conversation.updated_at, zone),
+    }
+
+
 class AttachmentOutputSerializer(serializers.ModelSerializer[Attachment]):
     url = serializers.SerializerMethodField()
 
@@ -66,6 +164,9 @@ class AttachmentOutputSerializer(serializers.ModelSerializer[Attachment]):
 
     def get_url(self, attachment: Attachment) -> str:
         return attachment.file.url
+
+    def to_representation(self, instance: Attachment) -> dict[str, Any]:
+        return _attachment_output(instance)
 
 
 class MessageOutputSerializer(serializers.ModelSerializer[Message]):
@@ -96,20 +197,16 @@ class MessageOutputSerializer(serializers.ModelSerializer[Message]):
         ]
 
     def get_content(self, message: Message) -> dict[str, Any] | None:
-        return None if message.deleted_at else message.content
+        return _message_content(message)
 
     def get_error(self, message: Message) -> dict[str, str] | None:
-        if message.status != Message.Status.FAILED:
-            return None
-        return {"code": message.error_code, "message": message.error_message}
+        return _message_error(message)
 
     def get_sender(self, message: Message) -> dict[str, Any] | None:
-        if message.sender_operator_id:
-            operator = message.sender_operator
-            return {"type": "operator", "id": str(operator.pk), "name": operator.display_name}  # type: ignore[union-attr]
-        if message.sender_contact_id:
-            return {"type": "contact", "id": str(message.sender_contact_id)}
-        return None
+        return _message_sender(message)
+
+    def to_representation(self, instance: Message) -> dict[str, Any]:
+        return _message_output(instance, timezone.get_current_timezone())
 
 
 class ContactIdentitySerializer(serializers.ModelSerializer[ContactIdentity]):
@@ -143,6 +240,9 @@ class ContactSummarySerializer(serializers.ModelSerializer[Contact]):
         model = Contact
         fields = ["id", "name", "avatar_url"]
 
+    def to_representation(self, instance: Contact) -> dict[str, Any]:
+        return _contact_summary(instance)
+
 
 class ConversationEventSerializer(serializers.ModelSerializer[Conversation]):
     contact = ContactSummarySerializer(read_only=True)
@@ -168,14 +268,22 @@ class ConversationEventSerializer(serializers.ModelSerializer[Conversation]):
             "updated_at",
         ]
 
+    def to_representation(self, instance: Conversation) -> dict[str, Any]:
+        return _conversation_output(instance, timezone.get_current_timezone())
+
 
 class ConversationOutputSerializer(ConversationEventSerializer):
-    """With the caller's `unread_count` (annotated by `conversation_list`)."""
+    """With the caller's `unread_count` (annotated by the selectors that list for a reader)."""
 
     unread_count = serializers.IntegerField(read_only=True, default=0)
 
     class Meta(ConversationEventSerializer.Meta):
         fields = [*ConversationEventSerializer.Meta.fields, "unread_count"]
+
+    def to_representation(self, instance: Conversation) -> dict[str, Any]:
+        output = super().to_representation(instance)
+        output["unread_count"] = int(getattr(instance, "unread_count", 0))
+        return output
 
 
 # --- Inputs. Unknown fields are a 400 naming them (StrictSerializerMixin). ---

@@ -228,7 +228,7 @@ class ConversationListView(GenericAPIView[Conversation]):
     def get(self, request: Request) -> Response:
         filters = _valid(ConversationFilterSerializer, request.query_params)
         assignee = filters.get("assignee")
-        conversations = selectors.conversation_list_by_activity(
+        conversations = selectors.conversation_list_for_api(
             reader=_reader(request),
             status=filters.get("status") or None,
             channel_id=filters.get("channel"),
@@ -388,7 +388,7 @@ class MessageListView(GenericAPIView[Message]):
         responses={200: MessageOutputSerializer(many=True), **error_responses(400, 404)},
     )
     def get(self, request: Request, conversation_id: uuid.UUID) -> Response:
-        conversation = selectors.conversation_get(conversation_id=conversation_id)
+        conversation = selectors.conversation_get(conversation_id=conversation_id, related=False)
         filters = _valid(MessageListFilterSerializer, request.query_params)
         messages = selectors.message_list_after(
             conversation=conversation, after_seq=filters.get("after_seq")
