@@ -32,7 +32,7 @@ from conversations.live import conversation_group
 from hub.consumers import FrameConsumer
 from tenants.selectors import tenant_get_by_slug
 from webchat import presence
-from webchat.frames import answering_frame, visitor_message
+from webchat.frames import answering_frame, new_message_frame, visitor_message
 from webchat.selectors import (
     ReplayPage,
     VisitorContext,
@@ -548,9 +548,7 @@ class VisitorConsumer(FrameConsumer):
             return
         if payload.get("sender_type") == "ai":
             await self._ai_typing_stop()
-        await self.send_json(
-            {"type": "message", "message": visitor_message(payload, schema=self.ctx.schema)}
-        )
+        await self.send(text_data=new_message_frame(payload, schema=self.ctx.schema))
 
     async def hub_typing(self, event: dict[str, Any]) -> None:
         who = event.get("who")
