@@ -6,9 +6,15 @@ import uuid
 import zoneinfo
 
 from django.core.exceptions import ValidationError
+from django.core.management import call_command
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
+from django_tenants.postgresql_backend.base import _check_schema_name
+from django_tenants.utils import get_creation_fakes_migrations, schema_exists
+
+from tenants.connection import tenant_connection
+from tenants.schema_clone import schema_clone
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOUR = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
@@ -146,6 +152,37 @@ class Tenant(TenantMixin):
     @property
     def slug(self) -> str:
         return self.schema_name
+
+    def create_schema(
+        self, check_if_exists: bool = False, sync_schema: bool = True, verbosity: int = 1
+    ) -> bool | None:
+        """django-tenants' own, except that a schema copied from the template is copied by
+        `schema_clone`, whose time does not grow with the number of tenants (django-tenants'
+        `clone_schema()` took 8-10 s at 1,000), and that migrations it lacks are applied."""
+        base_schema = self.get_base_schema() if get_creation_fakes_migrations() else None
+        if not (sync_schema and isinstance(base_schema, str) and schema_exists(base_schema)):
+            return super().create_schema(
+                check_if_exists=check_if_exists, sync_schema=sync_schema, verbosity=verbosity
+            )
+        _check_schema_name(self.schema_name)
+        if check_if_exists and schema_exists(self.schema_name):
+            return False
+        if schema_exists(self.schema_name, case_sensitive=False):
+            raise ValidationError("New schema name already exists")
+        schema_clone(source=base_schema, target=self.schema_name)
+        # django-tenants fakes the migrations here, recording as applied any the template has not
+        # had yet (code deployed, `migrate_schemas` not run yet) without making their changes, for
+        # good. Applied for real they make the tenant whole; when the template is up to date there
+        # is nothing to apply and the run is skipped (tenants.migration_executor).
+        call_command(
+            "migrate_schemas",
+            tenant=True,
+            schema_name=self.schema_name,
+            interactive=False,
+            verbosity=verbosity,
+        )
+        tenant_connection().set_schema_to_public()
+        return None
 
 
 class Domain(DomainMixin):
