@@ -532,11 +532,17 @@ def api(quick: bool) -> Result:
             **{f"{name}_p99_ms": v["p99_ms"] for name, v in out["by_page"].items()},
             **{f"{name}_web_cpu_ms": v["web_cpu_ms_per_page"] for name, v in alone.items()},
             **{f"{name}_alone_p50_ms": v["p50_ms"] for name, v in alone.items()},
+            **{f"{name}_alone_p99_ms": v["p99_ms"] for name, v in alone.items()},
             "non_2xx": sum(v for k, v in out["statuses"].items() if not k.startswith("2")),
             "load_avg": load_average(),
         }
+        # A page's latency as one reader paging sees it, and under four readers with no pause
+        # between requests, which saturates the two cores: the second is queueing as much as
+        # serving.
+        for name, values in alone.items():
+            result.target(f"{name} p99 ms, one client", values["p99_ms"], 50)
         for name, values in out["by_page"].items():
-            result.target(f"{name} p99 ms", values["p99_ms"], 50)
+            result.target(f"{name} p99 ms, 4 clients", values["p99_ms"], 50)
     return result
 
 
