@@ -31,8 +31,11 @@ class IdempotencyKeyReused(ConflictError):
 
 
 def _locked_balance() -> CreditBalance:
-    CreditBalance.objects.get_or_create(pk=BALANCE_ROW_ID)
-    return CreditBalance.objects.select_for_update().get(pk=BALANCE_ROW_ID)
+    balance = CreditBalance.objects.select_for_update().filter(pk=BALANCE_ROW_ID).first()
+    if balance is None:  # a tenant's first change
+        CreditBalance.objects.get_or_create(pk=BALANCE_ROW_ID)
+        balance = CreditBalance.objects.select_for_update().get(pk=BALANCE_ROW_ID)
+    return balance
 
 
 def _low_balance_check(balance: CreditBalance) -> None:

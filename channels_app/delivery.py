@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -73,11 +74,13 @@ def _outbound(message: Message) -> OutboundMessage:
         .values_list("external_id", flat=True)
         .first()
     )
+    # A message has attachments only when its content names one (conversations.services).
+    attachments = message.attachments.all() if message.content.get("attachment_id") else []
     media_urls = tuple(
         f"{settings.HUB_PUBLIC_URL}{attachment.file.url}"
         if attachment.file.url.startswith("/")
         else attachment.file.url
-        for attachment in message.attachments.all()
+        for attachment in attachments
     )
     return OutboundMessage(
         message_id=str(message.pk),
@@ -102,17 +105,49 @@ def _rate_limits(
     return limits
 
 
-def message_deliver(*, message_id: uuid.UUID | str) -> Message | None:
+# Run inside the transaction that records a message as sent, so what they write commits with
+# that record or not at all: processing charges an AI reply there. Each runs in a savepoint of
+# its own; one that fails is logged and leaves the record alone (its work is then left to its
+# own sweeper).
+SentHook = Callable[[Message], None]
+_sent_hooks: list[SentHook] = []
+
+
+def delivery_sent_subscribe(hook: SentHook) -> None:
+    if hook not in _sent_hooks:
+        _sent_hooks.append(hook)
+
+
+@transaction.atomic
+def _record_sent(message: Message, *, provider_message_id: str = "") -> None:
+    if not message_status_update(
+        message=message, status=Message.Status.SENT, provider_message_id=provider_message_id
+    ):
+        return
+    for hook in _sent_hooks:
+        try:
+            with transaction.atomic():
+                hook(message)
+        except Exception:
+            logger.exception("delivery hook failed", extra={"message_id": str(message.pk)})
+
+
+def message_deliver(
+    *, message_id: uuid.UUID | str, message: Message | None = None
+) -> Message | None:
     """Delivers one pending outbound message. Idempotent: a message no longer pending is left
-    alone, so a redelivered task sends nothing twice. Raises DeliveryDeferred to be retried."""
-    message = (
-        Message.objects.select_related("channel", "conversation").filter(pk=message_id).first()
-    )
+    alone, so a redelivered task sends nothing twice. Raises DeliveryDeferred to be retried.
+    `message`: the row itself, with its channel and conversation, from a worker that has it
+    (it saves reading it again)."""
+    if message is None:
+        message = (
+            Message.objects.select_related("channel", "conversation").filter(pk=message_id).first()
+        )
     if message is None or message.status != Message.Status.PENDING or message.deleted_at:
         return message
     channel = message.channel
     if channel.kind in SELF_DELIVERED:
-        message_status_update(message=message, status=Message.Status.SENT)
+        _record_sent(message)
         return message
     provider = provider_for(kind=channel.kind, config=channel.config)
     if provider is None:
@@ -151,10 +186,40 @@ def message_deliver(*, message_id: uuid.UUID | str) -> Message | None:
             error_message=error.message,
         )
         return message
-    message_status_update(
-        message=message, status=Message.Status.SENT, provider_message_id=result.provider_message_id
-    )
+    _record_sent(message, provider_message_id=result.provider_message_id)
     return message
+
+
+def message_deliver_or_retry(
+    *, message_id: uuid.UUID | str, attempt: int = 0, message: Message | None = None
+) -> None:
+    """One delivery attempt, and what follows a deferral: the delivery task again after its
+    backoff (the provider's Retry-After honoured), or the dead-letter list once the attempts
+    run out. What the delivery task runs, and a worker that just wrote a reply (`message`)."""
+    from channels_app.tasks import message_deliver_task
+
+    try:
+        message_deliver(message_id=message_id, message=message)
+    except DeliveryDeferred as deferred:
+        next_attempt = attempt + 1 if deferred.counts_as_attempt else attempt
+        if next_attempt >= settings.HUB_DELIVERY_MAX_ATTEMPTS:
+            message_dead_letter(
+                message_id=message_id,
+                attempts=next_attempt,
+                code=deferred.code,
+                reason=deferred.message,
+            )
+            return
+        countdown = backoff_seconds(attempt, retry_after=deferred.retry_after)
+        try:
+            message_deliver_task.apply_async(
+                args=[str(message_id)], kwargs={"attempt": next_attempt}, countdown=countdown
+            )
+        except (RedisError, BrokerError, OSError) as error:
+            logger.warning(
+                "broker unavailable; delivery retry left for the sweeper",
+                extra={"message_id": str(message_id), "error": type(error).__name__},
+            )
 
 
 def message_deliver_enqueue(*, message_id: uuid.UUID | str) -> bool:

@@ -191,6 +191,37 @@ def inbound_event_process(*, event_id: uuid.UUID | str) -> InboundEvent | None:
         return event
 
 
+def inbound_event_conversations(*, event_id: uuid.UUID | str) -> list[uuid.UUID]:
+    """The conversations a processed event stored its messages in ([] for an event not yet
+    processed, or whose body no longer parses): for the event's task run again after its
+    worker died, to answer them now rather than when the sweeper comes by."""
+    event = (
+        InboundEvent.objects.select_related("channel")
+        .filter(pk=event_id, status=InboundEvent.Status.PROCESSED)
+        .first()
+    )
+    if event is None:
+        return []
+    channel = event.channel
+    provider = provider_for(kind=channel.kind, config=channel.config)
+    if provider is None:
+        return []
+    try:
+        payload = provider.decode(body=event.body.encode())
+        parts = provider.parse(payload=payload, config=channel.config)
+    except Exception:
+        logger.warning("a processed event no longer parses", extra={"event_id": str(event.pk)})
+        return []
+    ids = [part.provider_message_id for part in parts if isinstance(part, InboundMessage)]
+    return list(
+        Message.objects.filter(
+            channel=channel, direction=Message.Direction.IN, provider_message_id__in=ids
+        )
+        .values_list("conversation_id", flat=True)
+        .distinct()
+    )
+
+
 def inbound_events_sweep() -> dict[str, int]:
     """Enqueues events left unprocessed (broker down at receipt, or a failed attempt)."""
     stranded = InboundEvent.objects.filter(

@@ -3,34 +3,30 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, shared_task
-from django.conf import settings
 
 from channels_app import delivery, inbound, media
+from tenants.connection import tenant_connection
 
 
 @shared_task(name="channels.inbound_event_process", acks_late=True)
 def inbound_event_process_task(event_id: str) -> None:
-    inbound.inbound_event_process(event_id=event_id)
+    """Stores an event's messages, then answers them in this task (processing.services)."""
+    from processing.services import conversation_drain_requested, conversation_drains_inline
+
+    with conversation_drains_inline():
+        if inbound.inbound_event_process(event_id=event_id) is None:
+            # Processed already: this is the task again after its worker died (Celery requeues
+            # it), maybe before answering what it stored.
+            schema = tenant_connection().schema_name
+            for conversation_id in inbound.inbound_event_conversations(event_id=event_id):
+                conversation_drain_requested(schema=schema, conversation_id=conversation_id)
 
 
-@shared_task(name="channels.message_deliver", bind=True, acks_late=True, max_retries=None)
-def message_deliver_task(self: Task[Any, Any], message_id: str, attempt: int = 0) -> None:
+@shared_task(name="channels.message_deliver", acks_late=True, max_retries=None)
+def message_deliver_task(message_id: str, attempt: int = 0) -> None:
     """Delivers a message; transient failures come back here with backoff (the provider's
     Retry-After honoured), until the attempts run out and the message is dead-lettered."""
-    try:
-        delivery.message_deliver(message_id=message_id)
-    except delivery.DeliveryDeferred as deferred:
-        next_attempt = attempt + 1 if deferred.counts_as_attempt else attempt
-        if next_attempt >= settings.HUB_DELIVERY_MAX_ATTEMPTS:
-            delivery.message_dead_letter(
-                message_id=message_id,
-                attempts=next_attempt,
-                code=deferred.code,
-                reason=deferred.message,
-            )
-            return
-        countdown = delivery.backoff_seconds(attempt, retry_after=deferred.retry_after)
-        self.apply_async(args=[message_id], kwargs={"attempt": next_attempt}, countdown=countdown)
+    delivery.message_deliver_or_retry(message_id=message_id, attempt=attempt)
 
 
 @shared_task(

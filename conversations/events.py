@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from conversations.models import Contact, Conversation, Message
+from conversations.selectors import PREFETCHED_ATTACHMENTS
 
 
 def message_payload(message: Message) -> dict[str, Any]:
     from conversations.api.serializers import MessageOutputSerializer
 
+    content = message.content
+    if not hasattr(message, PREFETCHED_ATTACHMENTS) and not (
+        isinstance(content, dict) and content.get("attachment_id")
+    ):
+        # A message has attachments only when its content names one (conversations.services):
+        # the others' payloads need no query for them (three payloads per answered message).
+        setattr(message, PREFETCHED_ATTACHMENTS, [])
     return dict(MessageOutputSerializer(message).data)
 
 

@@ -298,6 +298,10 @@ def context_prepare(
     the session outgrows the window. Safe to call again for the same message (a retried drain):
     the cached state already reflects it, so no LLM call is repeated.
     """
+    if message.seq == 1:
+        # The conversation's first message: nothing before it to read or summarise.
+        _store(conversation, _State(since_seq=1))
+        return ConversationContext()
     state, cache_ok = _load(conversation)
     start, idle = _session_start(message, agent, state)
     if idle and conversation.llm_conversation_id:

@@ -58,6 +58,23 @@ EXAMPLES_PER_INTENT = 5
 CONTEXT_TURNS_FOR_INTENT = 4
 
 
+# What a decision records, all of it replaced when a retried drain decides again.
+DECISION_FIELDS = [
+    "conversation",
+    "rule",
+    "rule_name",
+    "intent",
+    "confidence",
+    "intent_source",
+    "sentiment",
+    "language",
+    "entities",
+    "handler",
+    "reason",
+    "tokens",
+]
+
+
 @dataclass(frozen=True)
 class DecidedRoute(Route):
     """The route with why it was taken (a RoutingDecision reason)."""
@@ -379,22 +396,29 @@ def route_decide(
     else:
         handler = sticky or (rule.handler if rule else DEFAULT_HANDLER)
     tokens = result.tokens + (context.tokens if context else 0)
-    RoutingDecision.objects.update_or_create(
-        message=message,
-        defaults={
-            "conversation": conversation,
-            "rule": rule,
-            "rule_name": rule.name if rule else "",
-            "intent": result.intent,
-            "confidence": result.confidence,
-            "intent_source": result.source,
-            "sentiment": result.sentiment,
-            "language": result.language,
-            "entities": result.entities,
-            "handler": handler,
-            "reason": reason,
-            "tokens": tokens,
-        },
+    # One upsert (a retried drain overwrites its first decision) rather than update_or_create's
+    # locked read, savepoints and insert.
+    RoutingDecision.objects.bulk_create(
+        [
+            RoutingDecision(
+                message=message,
+                conversation=conversation,
+                rule=rule,
+                rule_name=rule.name if rule else "",
+                intent=result.intent,
+                confidence=result.confidence,
+                intent_source=result.source,
+                sentiment=result.sentiment,
+                language=result.language,
+                entities=result.entities,
+                handler=handler,
+                reason=reason,
+                tokens=tokens,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["message"],
+        update_fields=DECISION_FIELDS,
     )
     return DecidedRoute(
         handler=handler,

@@ -1,22 +1,36 @@
 """Processing inbound messages: one conversation at a time, strictly in seq order, across any
-number of workers; every reply written in the same transaction that moves the cursor."""
+number of workers; every reply written in the same transaction that moves the cursor.
+
+The worker that stores an inbound message answers it in the same task when it can (see
+`conversation_drains_inline`): it drains the conversation, sends each reply as soon as its
+transaction commits, and charges it in the transaction that records it sent. A conversation
+another worker holds, a reply the provider defers and anything unexpected go the queued way:
+the drain task, the delivery task with its backoff, the sweepers."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import logging
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django_tenants.utils import schema_context
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 
 from agents.models import Agent
 from billing.selectors import credit_can_afford, credit_reply_price
 from billing.services import InsufficientCredits, credit_debit
+from channels_app.delivery import message_deliver_enqueue, message_deliver_or_retry
 from channels_app.providers.base import content_as_text
 from conversations.models import Conversation, Message
 from conversations.services.messages import message_send
@@ -46,13 +60,52 @@ def _lock_key(conversation_id: uuid.UUID | str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _try_lock(conversation_id: uuid.UUID | str) -> bool:
+# The drain's bookkeeping is three plain statements on its own table (and the messages' seqs),
+# written as SQL: through the ORM, compiling them cost more than the rest of the drain's reads
+# (docs/performance.md).
+_LOCK_SQL = (
+    "SELECT pg_try_advisory_xact_lock(%s), (SELECT processed_seq"
+    " FROM processing_conversationcursor WHERE conversation_id = %s)"
+)
+_MOVE_SQL = (
+    "INSERT INTO processing_conversationcursor (conversation_id, processed_seq, updated_at)"
+    " VALUES (%s, %s, now()) ON CONFLICT (conversation_id)"
+    " DO UPDATE SET processed_seq = EXCLUDED.processed_seq, updated_at = EXCLUDED.updated_at"
+)
+_MORE_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM conversations_message"
+    " WHERE conversation_id = %s AND direction = %s AND seq > %s)"
+)
+
+
+def _try_lock(conversation_id: uuid.UUID | str) -> int | None:
     """A transaction-scoped advisory lock: released by commit or rollback, even if the worker
-    dies, so no conversation stays locked."""
+    dies, so no conversation stays locked. Returns how far processing has got (0: not
+    started), or None when another worker holds the conversation."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_key(conversation_id)])
-        row = cursor.fetchone()
-    return bool(row and row[0])
+        cursor.execute(_LOCK_SQL, [_lock_key(conversation_id), conversation_id])
+        locked, processed_seq = cursor.fetchone()
+    return (processed_seq or 0) if locked else None
+
+
+def _cursor_move(conversation_id: uuid.UUID | str, seq: int) -> bool:
+    """Moves the cursor to `seq` (created on the conversation's first message); True when an
+    inbound message waits past it. Only the lock's holder writes it, so it only moves forward."""
+    with connection.cursor() as cursor:
+        cursor.execute(_MOVE_SQL, [conversation_id, seq])
+        cursor.execute(_MORE_SQL, [conversation_id, Message.Direction.IN.value, seq])
+        (more,) = cursor.fetchone()
+    return bool(more)
+
+
+def _next_unprocessed(conversation_id: uuid.UUID | str, *, after: int) -> Message | None:
+    """The conversation's first inbound message past `after`, with what answering it needs."""
+    return (
+        Message.objects.select_related("conversation__channel__agent", "conversation__contact")
+        .filter(conversation_id=conversation_id, direction=Message.Direction.IN, seq__gt=after)
+        .order_by("seq")
+        .first()
+    )
 
 
 def conversation_drain(*, conversation_id: uuid.UUID | str) -> int:
@@ -60,32 +113,88 @@ def conversation_drain(*, conversation_id: uuid.UUID | str) -> int:
 
     Returns how many it processed. Raises ConversationBusy when another worker holds the
     conversation (the caller retries shortly: that worker may have finished its scan already).
+    Each message is answered in a transaction of its own, which also looks for the next one
+    while it holds the lock: a message committed after that look finds the lock still held and
+    is retried by its own drain.
     """
     processed = 0
     while True:
         with transaction.atomic():
-            if not _try_lock(conversation_id):
+            processed_seq = _try_lock(conversation_id)
+            if processed_seq is None:
                 raise ConversationBusy()
-            cursor, _ = ConversationCursor.objects.get_or_create(conversation_id=conversation_id)
-            message = (
-                Message.objects.select_related(
-                    "conversation__channel__agent", "conversation__contact"
-                )
-                .filter(
-                    conversation_id=conversation_id,
-                    direction=Message.Direction.IN,
-                    seq__gt=cursor.processed_seq,
-                )
-                .order_by("seq")
-                .first()
-            )
+            message = _next_unprocessed(conversation_id, after=processed_seq)
             if message is None:
                 return processed
             if message.deleted_at is None:
                 message_process(message=message)
-            cursor.processed_seq = message.seq
-            cursor.save(update_fields=["processed_seq", "updated_at"])
+            more = _cursor_move(conversation_id, message.seq)
         processed += 1
+        if not more:
+            return processed
+
+
+# The conversations whose new inbound messages this worker answers itself (see below); None
+# outside `conversation_drains_inline`, where each gets a drain task.
+_inline_drains: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "hub_inline_drains", default=None
+)
+
+
+def conversation_drain_requested(*, schema: str, conversation_id: uuid.UUID | str) -> None:
+    """A new inbound message waits in the conversation (called once it is committed): noted
+    for the worker that stored it, inside `conversation_drains_inline` in the same schema;
+    else a drain task."""
+    same = schema == tenant_connection().schema_name
+    pending = _inline_drains.get()
+    if pending is not None and same:
+        if str(conversation_id) not in pending:
+            pending.append(str(conversation_id))
+        return
+    with contextlib.nullcontext() if same else schema_context(schema):
+        _drain_enqueue(str(conversation_id))
+
+
+def _drain_enqueue(conversation_id: str) -> None:
+    from processing.tasks import conversation_drain_task
+
+    try:
+        conversation_drain_task.delay(conversation_id)
+    except (RedisError, BrokerError, OSError) as error:
+        # The sweeper finds unprocessed conversations later.
+        logger.warning(
+            "broker unavailable; processing left for the sweeper",
+            extra={"conversation_id": conversation_id, "error": type(error).__name__},
+        )
+
+
+@contextlib.contextmanager
+def conversation_drains_inline() -> Iterator[None]:
+    """Answers, at the end of the block and in this worker, the conversations whose inbound
+    messages the block stored: no drain task, no broker round trip, no second tenant switch.
+    A conversation another worker holds, or whose drain fails, gets the drain task instead
+    (which retries while it is held); if the block itself fails, every one does."""
+    pending: list[str] = []
+    token = _inline_drains.set(pending)
+    try:
+        yield
+    except BaseException:
+        _inline_drains.reset(token)
+        for conversation_id in pending:
+            _drain_enqueue(conversation_id)
+        raise
+    _inline_drains.reset(token)
+    for conversation_id in pending:
+        try:
+            conversation_drain(conversation_id=conversation_id)
+        except ConversationBusy:
+            _drain_enqueue(conversation_id)
+        except Exception:
+            logger.exception(
+                "inline drain failed; handed to the drain task",
+                extra={"conversation_id": conversation_id},
+            )
+            _drain_enqueue(conversation_id)
 
 
 def _reply_price(tokens: int) -> int:
@@ -127,8 +236,10 @@ def message_process(*, message: Message) -> None:
     replies = _send(conversation, message, contents)
     if replies and result.billable:
         tokens = route.tokens + result.tokens
-        ReplyCharge.objects.get_or_create(
-            message=replies[0], defaults={"amount": _reply_price(tokens), "tokens": tokens}
+        # A rerun finds the charge of a reply it wrote before: nothing is inserted twice.
+        ReplyCharge.objects.bulk_create(
+            [ReplyCharge(message=replies[0], amount=_reply_price(tokens), tokens=tokens)],
+            ignore_conflicts=True,
         )
 
 
@@ -148,17 +259,37 @@ def _hand_off(
 def _send(
     conversation: Conversation, inbound: Message, contents: list[dict[str, Any]]
 ) -> list[Message]:
-    """The AI's replies to one inbound message; client ids make a rerun write nothing twice."""
+    """The AI's replies to one inbound message; client ids make a rerun write nothing twice.
+    Each is sent by this worker as soon as the transaction commits (`reply_deliver`)."""
     sent = []
     for index, content in enumerate(contents):
-        reply, _ = message_send(
+        reply, created = message_send(
             conversation=conversation,
             content=content,
             sender_type=Message.SenderType.AI,
             client_id=f"reply:{inbound.pk}" if index == 0 else f"reply:{inbound.pk}:{index}",
+            enqueue_delivery=False,
         )
+        if created:
+            # The channel as loaded with the inbound message: delivery needs no read of it.
+            reply.channel = conversation.channel
+            transaction.on_commit(partial(reply_deliver, reply=reply))
         sent.append(reply)
     return sent
+
+
+def reply_deliver(*, reply: Message) -> None:
+    """Sends a reply the drain just committed, from the same worker: the provider's rate and
+    transient failures defer it to the delivery task with its backoff (channels_app/delivery.py),
+    and anything unexpected hands it to that task, so it is sent at least once either way."""
+    try:
+        message_deliver_or_retry(message_id=reply.pk, message=reply)
+    except Exception:
+        logger.exception(
+            "inline delivery failed; handed to the delivery task",
+            extra={"message_id": str(reply.pk)},
+        )
+        message_deliver_enqueue(message_id=reply.pk)
 
 
 @transaction.atomic
@@ -170,9 +301,27 @@ def reply_charge_settle(*, message_id: uuid.UUID | str) -> ReplyCharge | None:
         .filter(message_id=message_id)
         .first()
     )
-    if charge is None or charge.charged_at or charge.unpaid:
+    if charge is None or charge.message.status not in DELIVERED_STATUSES:
         return charge
-    if charge.message.status not in DELIVERED_STATUSES:
+    return _charge(charge)
+
+
+def reply_charge_on_sent(message: Message) -> None:
+    """The delivery hook (channels_app.delivery.delivery_sent_subscribe): an AI reply that
+    reached its provider is charged in the transaction that records it, so a reply is never
+    recorded sent without its debit, nor debited twice. A reply without a charge (a fallback,
+    a handoff notice) is free. Replies left uncharged some other way are found by the sweep."""
+    if message.sender_type != Message.SenderType.AI:
+        return
+    charge = ReplyCharge.objects.select_for_update().filter(message_id=message.pk).first()
+    if charge is not None:
+        _charge(charge)
+
+
+def _charge(charge: ReplyCharge) -> ReplyCharge:
+    """Debits a locked charge of a delivered reply, unless done (or found unpayable) before."""
+    message_id = charge.message_id
+    if charge.charged_at or charge.unpaid:
         return charge
     try:
         credit_debit(

@@ -200,15 +200,16 @@ class GroupListener:
 
     def __init__(self, group: str) -> None:
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
         self.received: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.layer = channel_layers.make_backend("default")
         asyncio.run_coroutine_threadsafe(self._join(group), self.loop).result(10)
 
     async def _join(self, group: str) -> None:
-        layer = channel_layers.make_backend("default")
-        channel = await layer.new_channel()
-        await layer.group_add(group, channel)
-        self.pump = asyncio.ensure_future(self._pump(layer, channel))
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(group, channel)
+        self.pump = asyncio.ensure_future(self._pump(self.layer, channel))
 
     async def _pump(self, layer: Any, channel: str) -> None:
         while True:
@@ -223,6 +224,13 @@ class GroupListener:
             # A pump that died with its Redis raised already; either way it is over.
             with contextlib.suppress(BaseException):
                 await self.pump
+            # The layer's connections belong to this loop: closed here, or the garbage collector
+            # closes them at exit, against a Redis that may be gone, and hangs.
+            release = getattr(self.layer, "close_pools", None) or self.layer.flush
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(release(), 5)
 
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(15)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()

@@ -4,9 +4,11 @@ its retry window closes and it is dead."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -18,6 +20,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
+from redis.exceptions import RedisError
 from rest_framework.fields import DateTimeField
 
 from hub.exceptions import ApplicationError, ConflictError
@@ -111,6 +114,7 @@ def webhook_subscription_create(
     )
     _validate(subscription, check_url=True)
     subscription.save()
+    _subscribed_changed()
     return subscription
 
 
@@ -125,6 +129,7 @@ def webhook_subscription_update(
         setattr(subscription, key, value)
     _validate(subscription, check_url="url" in changed)
     subscription.save(update_fields=[*changed, "updated_at"])
+    _subscribed_changed()
     return subscription
 
 
@@ -132,6 +137,63 @@ def webhook_subscription_update(
 def webhook_subscription_delete(*, subscription: WebhookSubscription) -> None:
     """Deletes the subscription with its deliveries and their attempts."""
     subscription.delete()
+    _subscribed_changed()
+
+
+# --- Which events a tenant subscribes to --------------------------------------------------------
+#
+# Every domain event asked the database for the subscriptions listing it, tenants without any
+# included (5 % of a worker's time, docs/performance.md). Each process keeps the set of events
+# a tenant's enabled subscriptions list, labelled with a version counter in Redis that every
+# change of a subscription bumps once committed: one Redis read per event instead of a
+# transaction. A bump lost to a Redis outage is outlived by SUBSCRIBED_MAX_AGE_SECONDS; Redis
+# unreachable, the database is asked. Only "nobody subscribes" skips the dispatch, which
+# still asks the database for the subscriptions themselves.
+
+SUBSCRIBED_MAX_AGE_SECONDS = 60
+_subscribed: dict[str, tuple[Any, float, frozenset[str]]] = {}
+
+
+def _subscribed_version_key(schema: str) -> str:
+    return f"hub:webhooks:subscribed-version:{schema}"
+
+
+def _subscribed_changed() -> None:
+    """Forgets this tenant's cached set now (a read later in this transaction sees the change)
+    and, once committed, in every process."""
+    schema = tenant_connection().schema_name
+    _subscribed.pop(schema, None)
+
+    def bump() -> None:
+        _subscribed.pop(schema, None)
+        try:
+            get_redis().incr(_subscribed_version_key(schema))
+        except RedisError:
+            logger.warning("webhook subscription version not bumped; caches age out")
+
+    transaction.on_commit(bump)
+
+
+def _subscribed_events() -> frozenset[str]:
+    lists = WebhookSubscription.objects.filter(enabled=True).values_list("events", flat=True)
+    return frozenset(name for names in lists for name in names)
+
+
+def webhook_event_subscribed(*, event: str) -> bool:
+    """Whether an enabled subscription of the current tenant lists `event`."""
+    schema = tenant_connection().schema_name
+    try:
+        version = get_redis().get(_subscribed_version_key(schema))
+    except RedisError:
+        return event in _subscribed_events()
+    cached = _subscribed.get(schema)
+    now = time.monotonic()
+    if cached is None or cached[0] != version or now - cached[1] > SUBSCRIBED_MAX_AGE_SECONDS:
+        if len(_subscribed) >= 10_000:
+            _subscribed.clear()
+        cached = (version, now, _subscribed_events())
+        _subscribed[schema] = cached
+    return event in cached[2]
 
 
 # --- Fanning events out --------------------------------------------------------------------------
@@ -173,8 +235,11 @@ def webhook_event_subscriber(schema_name: str, event_name: str, payload: dict[st
     schema it was raised in."""
     if event_name not in WEBHOOK_EVENTS:
         return
-    with schema_context(schema_name):
-        webhook_event_dispatch(event=event_name, payload=payload)
+    # Usually published in the schema it is delivered in: no switch (and no `SET search_path`).
+    same = tenant_connection().schema_name == schema_name
+    with contextlib.nullcontext() if same else schema_context(schema_name):
+        if webhook_event_subscribed(event=event_name):
+            webhook_event_dispatch(event=event_name, payload=payload)
 
 
 @transaction.atomic

@@ -136,9 +136,12 @@ def message_send(
     sender_operator: Operator | None = None,
     client_id: str = "",
     is_private: bool = False,
+    enqueue_delivery: bool = True,
 ) -> tuple[Message, bool]:
     """An outbound message, recorded as `pending` and handed to the channel's delivery after
-    commit. A private note is stored for operators only and never delivered."""
+    commit. A private note is stored for operators only and never delivered.
+    `enqueue_delivery=False`: the caller sends it itself once committed (processing does, from
+    the worker that wrote the AI's reply)."""
     from channels_app.delivery import message_deliver_enqueue
 
     message, created = message_create(
@@ -151,7 +154,7 @@ def message_send(
         client_id=client_id,
         is_private=is_private,
     )
-    if created and not is_private:
+    if created and not is_private and enqueue_delivery:
         message_id = str(message.pk)
         transaction.on_commit(lambda: message_deliver_enqueue(message_id=message_id))
     return message, created
