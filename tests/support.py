@@ -85,8 +85,11 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.1, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-@contextmanager
-def asgi_server(tmp_path: Path) -> Iterator[str]:
+PORT_TAKEN = "address already in use"
+
+
+def _uvicorn(tmp_path: Path) -> tuple[Process, str]:
+    """uvicorn on a free port, once it answers /healthz (its log: tmp_path/uvicorn.log)."""
     port = free_port()
     server = start_process(
         [
@@ -115,6 +118,23 @@ def asgi_server(tmp_path: Path) -> Iterator[str]:
 
     try:
         wait_until(healthy, timeout=60, what="uvicorn")
+    except AssertionError:
+        server.stop()
+        raise
+    return server, url
+
+
+@contextmanager
+def asgi_server(tmp_path: Path) -> Iterator[str]:
+    # A port found free can be taken by another process before uvicorn binds it: try another.
+    for attempt in range(1, 6):
+        try:
+            server, url = _uvicorn(tmp_path)
+            break
+        except AssertionError as error:
+            if PORT_TAKEN not in str(error) or attempt == 5:
+                raise
+    try:
         yield url
     finally:
         server.stop()
