@@ -25,6 +25,7 @@ from processing.models import (
     validate_languages,
     validate_rule_pattern,
 )
+from processing.routing import RULE_FIELDS
 
 
 def _phrases(help_text: str, *, max_chars: int = ITEM_MAX_CHARS) -> serializers.ListField:
@@ -92,24 +93,7 @@ class RoutingRuleSerializer(StrictSerializerMixin, serializers.ModelSerializer[R
 
     class Meta:
         model = RoutingRule
-        fields = [
-            "id",
-            "name",
-            "priority",
-            "enabled",
-            "channels",
-            "channel_kinds",
-            "intents",
-            "min_confidence",
-            "keywords",
-            "pattern",
-            "contact_attributes",
-            "business_hours",
-            "languages",
-            "handler",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *RULE_FIELDS, "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
 
 
