@@ -18,7 +18,7 @@ from jobs.registry import JOBS
 from jobs.schedules import DEFAULT_SCHEDULES
 from jobs.services import job_run
 from tests.factories import ConversationFactory, OperatorFactory
-from tests.support import GroupListener
+from tests.support import GroupListener, free_port
 from webchat import presence as webchat_presence
 
 
@@ -145,3 +145,12 @@ def test_the_sweep_is_a_scheduled_tenant_job(tenant_a, watched) -> None:
         assert run is not None
         assert run.result == {"operators_offline": 1, "visitors_offline": 0}
         assert _availability(operator) == Operator.Availability.OFFLINE
+
+
+def test_with_redis_down_the_sweep_changes_nobody(tenant_a, settings) -> None:
+    with tenant_a.schema():
+        operator = OperatorFactory.create(availability=Operator.Availability.ONLINE)
+        # Nothing answers there: presence cannot tell who is gone, so nobody is.
+        settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+        assert presence.presence_sweep() == {"operators_offline": 0, "visitors_offline": 0}
+        assert _availability(operator) == Operator.Availability.ONLINE
