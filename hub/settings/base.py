@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -197,6 +198,9 @@ def redis_backed_settings(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     layer = "pubsub.RedisPubSubChannelLayer"
     if env.env_str("HUB_CHANNEL_LAYER", "pubsub") == "core":
         layer = "core.RedisChannelLayer"
+    # Redis pub/sub channels are global to the server, not per database: the database number is
+    # in the prefix, so two hubs (or two test workers) on one Redis never hear each other.
+    database = urlsplit(url).path.strip("/") or "0"
     channel_layers = {
         "default": {
             "BACKEND": f"channels_redis.{layer}",
@@ -204,7 +208,7 @@ def redis_backed_settings(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
             # timeout is also 5 s, which killed every socket idle that long.
             "CONFIG": {
                 "hosts": [{"address": url, "socket_timeout": 30, "socket_connect_timeout": 2}],
-                "prefix": "hub:asgi",
+                "prefix": f"hub:asgi:{database}",
             },
         }
     }

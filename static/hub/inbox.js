@@ -701,6 +701,8 @@
   var NOTIFICATION_ICONS = { handoff: "hand", low_credits: "coins", dead_letter: "alert" };
 
   function addNotification(payload) {
+    // Pushes are at least once (a resumed socket may be sent one again): count each once.
+    if ($('[data-notification="' + payload.id + '"]')) return;
     var list = $("[data-notification-list]");
     var li = document.createElement("li");
     li.className = "notification is-unread notification--" + payload.kind;
