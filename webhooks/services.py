@@ -135,7 +135,15 @@ def webhook_subscription_update(
 
 @transaction.atomic
 def webhook_subscription_delete(*, subscription: WebhookSubscription) -> None:
-    """Deletes the subscription with its deliveries and their attempts."""
+    """Deletes the subscription with its deliveries and their attempts.
+
+    A worker attempting one of its deliveries holds that row locked while it posts and records
+    the attempt. Locking the deliveries first waits for it, so the attempt it commits is
+    deleted too instead of failing the delete on its foreign key; attempts that start later
+    skip the locked rows and find nothing. The subscription is locked first so that no new
+    delivery joins it meanwhile."""
+    list(WebhookSubscription.objects.select_for_update().filter(pk=subscription.pk).values("pk"))
+    list(WebhookDelivery.objects.select_for_update().filter(subscription=subscription).values("pk"))
     subscription.delete()
     _subscribed_changed()
 

@@ -18,7 +18,6 @@ from tests import support
 from tests.factories import AgentFactory, ChannelFactory
 from tests.support import error_of
 from tests.webhooks.conftest import Receiver, receiver  # noqa: F401 - the receiver fixture
-from webhooks.models import WebhookSubscription
 
 BODY: dict[str, Any] = {
     "contact": {"external_id": "user-42", "name": "Ada Lovelace"},
@@ -229,8 +228,10 @@ def test_the_ai_reply_reaches_the_integrators_webhook(
                 what="the reply to count as sent",
             )
     finally:
+        # Through the API, which waits for an attempt still in flight on the worker.
+        deleted = client.delete(f"/api/v1/webhooks/{subscribed.json()['id']}/")
+        assert deleted.status_code == 204, deleted.content
         with schema_context(slug):
-            WebhookSubscription.objects.all().delete()
             ReplyCharge.objects.filter(message__channel=channel).delete()
             ConversationCursor.objects.filter(conversation__channel=channel).delete()
             Conversation.objects.filter(channel=channel).update(last_message=None)

@@ -23,12 +23,17 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Records every request and answers from a script of `(status, headers)`, then 200."""
+    """Records every request and answers from a script of `(status, headers)`, then 200, once
+    `answering` is set (a test clears it to hold a request open)."""
 
     port: int = 0
     requests: list[Received] = field(default_factory=list)
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    answering: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.answering.set()
 
     @property
     def base_url(self) -> str:
@@ -57,6 +62,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             status, headers = receiver.record(
                 Received(self.command, self.path, dict(self.headers.items()), body)
             )
+            receiver.answering.wait(30)
             answer = f"answer {status}".encode()
             self.send_response(status)
             for name, value in headers.items():

@@ -7,24 +7,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from django.db import connection, connections
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
 from conversations.services.conversations import conversation_open
 from conversations.services.messages import message_receive
+from tenants.connection import tenant_connection
+from tests import support
 from tests.factories import ChannelFactory, ContactFactory, ConversationFactory
 from tests.webhooks.conftest import Receiver
-from webhooks.models import WebhookDelivery, WebhookSubscription
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from webhooks.services import (
     webhook_deliveries_requeue_dead,
     webhook_delivery_attempt,
     webhook_delivery_redeliver,
     webhook_event_dispatch,
     webhook_subscription_create,
+    webhook_subscription_delete,
     webhook_subscription_update,
 )
 
@@ -403,3 +410,57 @@ def test_the_secret_is_encrypted_at_rest_and_follows_key_rotation(tenant_a, sett
         assert raw(subscription.pk) != before
         settings.HUB_FIELD_KEYS = [new_key]
         assert WebhookSubscription.objects.get(pk=subscription.pk).secret == SECRET
+
+
+def test_deleting_a_subscription_waits_for_an_attempt_in_flight(
+    committed_db, receiver: Receiver
+) -> None:
+    """A worker posting one of the subscription's deliveries holds its row; the delete waits
+    for it and removes the attempt it records, instead of failing on the attempt's key."""
+    slug = committed_db["a"].slug
+    with schema_context(slug):
+        subscription = _subscribe(receiver.url)
+        delivery = _one_delivery(subscription)
+    errors: list[BaseException] = []
+
+    def in_thread(work: Callable[[], object]) -> threading.Thread:
+        def run() -> None:
+            try:
+                with schema_context(slug):
+                    work()
+            except BaseException as error:
+                errors.append(error)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    def waiting_on_a_lock() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0] > 0
+
+    receiver.answering.clear()
+    try:
+        attempt = in_thread(lambda: webhook_delivery_attempt(delivery_id=delivery.pk))
+        support.wait_until(lambda: receiver.requests, timeout=10, what="the attempt's POST")
+        delete = in_thread(lambda: webhook_subscription_delete(subscription=subscription))
+        support.wait_until(waiting_on_a_lock, timeout=10, what="the delete to wait")
+    finally:
+        receiver.answering.set()
+    attempt.join(30)
+    delete.join(30)
+    try:
+        assert errors == []
+        with schema_context(slug):
+            assert not WebhookSubscription.objects.filter(pk=subscription.pk).exists()
+            assert not WebhookAttempt.objects.filter(delivery_id=delivery.pk).exists()
+    finally:
+        with schema_context(slug):
+            WebhookSubscription.objects.all().delete()
+        tenant_connection().set_schema_to_public()

@@ -14,8 +14,8 @@ from conversations.services.messages import message_receive
 from tests import support
 from tests.factories import ConversationFactory
 from tests.webhooks.conftest import Receiver
-from webhooks.models import WebhookDelivery, WebhookSubscription
-from webhooks.services import webhook_subscription_create
+from webhooks.models import WebhookDelivery
+from webhooks.services import webhook_subscription_create, webhook_subscription_delete
 
 SECRET = "whsec_worker-secret-0123456789"
 
@@ -70,11 +70,11 @@ def test_a_real_worker_delivers_and_retries(
         assert delivered
     finally:
         with schema_context(a):
-            WebhookSubscription.objects.filter(pk=subscription.pk).delete()
+            webhook_subscription_delete(subscription=subscription)
             Message.objects.filter(conversation=conversation).delete()
             Participant.objects.filter(conversation=conversation).delete()
             conversation.delete()
             Contact.objects.filter(pk=conversation.contact_id).delete()
             conversation.channel.delete()
         with schema_context(b):
-            WebhookSubscription.objects.filter(pk=other.pk).delete()
+            webhook_subscription_delete(subscription=other)
