@@ -59,23 +59,24 @@ def assessment_run_list(*, flow: AssessmentFlow | None = None) -> QuerySet[Asses
     return runs.filter(flow=flow) if flow is not None else runs
 
 
+def _runs_active(conversation_id: uuid.UUID | str) -> QuerySet[AssessmentRun]:
+    return AssessmentRun.objects.filter(
+        conversation_id=conversation_id,
+        status=AssessmentRun.Status.IN_PROGRESS,
+        updated_at__gte=timezone.now() - ASSESSMENT_IDLE,
+    )
+
+
 def assessment_run_active(*, conversation_id: uuid.UUID | str) -> AssessmentRun | None:
     """The run in progress in the conversation, unless it has gone idle."""
-    return (
-        AssessmentRun.objects.select_related("flow")
-        .filter(
-            conversation_id=conversation_id,
-            status=AssessmentRun.Status.IN_PROGRESS,
-            updated_at__gte=timezone.now() - ASSESSMENT_IDLE,
-        )
-        .first()
-    )
+    return _runs_active(conversation_id).select_related("flow").first()
 
 
 def conversation_sticky_handler(*, conversation_id: uuid.UUID | str) -> str | None:
     """The handler that owns the conversation's next message whatever routing would say: a
-    questionnaire in progress takes the contact's replies as its answers. For routing."""
-    if assessment_run_active(conversation_id=conversation_id) is not None:
+    questionnaire in progress takes the contact's replies as its answers. For routing, on
+    every message: a bare EXISTS."""
+    if _runs_active(conversation_id).exists():
         return "assessment"
     return None
 

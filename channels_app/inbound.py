@@ -69,7 +69,7 @@ def inbound_event_enqueue(*, event_id: uuid.UUID | str) -> bool:
     return True
 
 
-def _apply_message(channel: Channel, part: InboundMessage) -> None:
+def _apply_message(channel: Channel, part: InboundMessage, stored: list[Message]) -> None:
     if part.edit_of:
         original = Message.objects.filter(channel=channel, provider_message_id=part.edit_of).first()
         if original is not None:
@@ -96,6 +96,8 @@ def _apply_message(channel: Channel, part: InboundMessage) -> None:
         content=part.content,
         provider_message_id=part.provider_message_id,
     )
+    if created:
+        stored.append(message)
     if created and media_needs_fetch(content=message.content):
         # After the commit, so the task finds the message; a redelivery creates nothing and
         # enqueues nothing.
@@ -146,11 +148,14 @@ def _apply_status(channel: Channel, part: StatusUpdate) -> None:
     )
 
 
-def inbound_event_process(*, event_id: uuid.UUID | str) -> InboundEvent | None:
+def inbound_event_process(
+    *, event_id: uuid.UUID | str, stored: list[Message] | None = None
+) -> InboundEvent | None:
     """Turns one stored event into contacts, conversations, messages and status changes.
 
     Idempotent: a processed event is skipped, and messages are keyed by the provider's id, so a
-    task run twice (a worker killed mid-way) stores nothing twice.
+    task run twice (a worker killed mid-way) stores nothing twice. `stored`: gets the messages
+    it stored (text ones), with their conversation, channel, agent and contact loaded.
     """
     with transaction.atomic():
         event = (
@@ -158,7 +163,7 @@ def inbound_event_process(*, event_id: uuid.UUID | str) -> InboundEvent | None:
             # channel another webhook or worker is writing under (a key-share lock), leaving it
             # to the sweeper a minute later (found by the bench, docs/performance.md).
             InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("channel")
+            .select_related("channel__agent")
             .filter(pk=event_id, status=InboundEvent.Status.RECEIVED)
             .first()
         )
@@ -174,7 +179,7 @@ def inbound_event_process(*, event_id: uuid.UUID | str) -> InboundEvent | None:
             with transaction.atomic():
                 for part in provider.parse(payload=payload, config=channel.config):
                     if isinstance(part, InboundMessage):
-                        _apply_message(channel, part)
+                        _apply_message(channel, part, [] if stored is None else stored)
                     else:
                         _apply_status(channel, part)
         except Exception as error:

@@ -5,6 +5,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from channels_app import delivery, inbound, media
+from conversations.models import Message
 from tenants.connection import tenant_connection
 
 
@@ -13,8 +14,9 @@ def inbound_event_process_task(event_id: str) -> None:
     """Stores an event's messages, then answers them in this task (processing.services)."""
     from processing.services import conversation_drain_requested, conversation_drains_inline
 
-    with conversation_drains_inline():
-        if inbound.inbound_event_process(event_id=event_id) is None:
+    stored: list[Message] = []
+    with conversation_drains_inline(stored=stored):
+        if inbound.inbound_event_process(event_id=event_id, stored=stored) is None:
             # Processed already: this is the task again after its worker died (Celery requeues
             # it), maybe before answering what it stored.
             schema = tenant_connection().schema_name

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import redis
+from django.db import connection
 from django.db.models import F, QuerySet, Window
 from django.db.models.functions import Lag
 
@@ -200,18 +201,34 @@ def _transcript(messages: list[Message]) -> str:
 # --- Sessions ---------------------------------------------------------------------------------
 
 
-def _idle_before(message: Message, minutes: int) -> bool:
-    previous = (
-        Message.objects.filter(
-            conversation_id=message.conversation_id, seq__lt=message.seq, is_private=False
+# What comes before a message, for its session: the previous message's time (an idle gap) and
+# the latest hand-back note. One plain statement on every message (docs/performance.md).
+_MESSAGES = Message._meta.db_table
+_BEFORE_SQL = (
+    f"SELECT (SELECT created_at FROM {_MESSAGES} WHERE conversation_id = %s"  # noqa: S608
+    " AND seq < %s AND NOT is_private ORDER BY seq DESC LIMIT 1),"
+    f" (SELECT seq FROM {_MESSAGES} WHERE conversation_id = %s AND seq < %s"
+    " AND sender_type = %s AND is_private AND client_id LIKE %s ORDER BY seq DESC LIMIT 1)"
+)
+
+
+def _before(message: Message) -> tuple[datetime.datetime | None, int | None]:
+    """The previous shared message's time and the latest hand-back note's seq before
+    `message` (as `last_hand_back_seq`), in one round trip."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BEFORE_SQL,
+            [
+                message.conversation_id,
+                message.seq,
+                message.conversation_id,
+                message.seq,
+                Message.SenderType.SYSTEM.value,
+                f"{HAND_BACK_CLIENT_ID}%",
+            ],
         )
-        .order_by("-seq")
-        .values_list("created_at", flat=True)
-        .first()
-    )
-    return previous is not None and message.created_at - previous > datetime.timedelta(
-        minutes=minutes
-    )
+        previous_at, hand_back = cursor.fetchone()
+    return previous_at, hand_back
 
 
 def _last_idle_start(message: Message, minutes: int) -> int:
@@ -253,10 +270,14 @@ def _session_start(message: Message, agent: Agent, state: _State | None) -> tupl
     start = state.since_seq if state else 1
     if minutes and state is None:
         start = _last_idle_start(message, minutes)
-    idle = bool(minutes) and _idle_before(message, minutes)
+    previous_at, hand_back = _before(message)
+    idle = (
+        bool(minutes)
+        and previous_at is not None
+        and message.created_at - previous_at > datetime.timedelta(minutes=minutes)
+    )
     if idle:
         start = message.seq
-    hand_back = last_hand_back_seq(message)
     if hand_back is not None and hand_back >= start:
         start = hand_back + 1
     return start, idle

@@ -36,10 +36,12 @@ from agents.models import Agent, LlmCall
 from automation.selectors import conversation_sticky_handler
 from conversations.models import Conversation, Message
 from hub.exceptions import ApplicationError, ConflictError, NotFoundError
+from hub.memo import memo_forget, memo_get
 from processing.context import ConversationContext, last_hand_back_seq
 from processing.handlers.base import HANDLERS, Route
 from processing.handoff import business_hours_check
 from processing.models import REGEX_TEXT_CHARS, Intent, RoutingDecision, RoutingRule
+from tenants.connection import tenant_connection
 from tenants.selectors import tenant_current
 
 logger = logging.getLogger(__name__)
@@ -206,13 +208,39 @@ def _intent_keywords(*, text: str, catalogue: list[Intent]) -> IntentResult:
     )
 
 
+# The tenant's intents and rules are read for every message and change rarely: remembered per
+# process and schema like tenants and channels (hub/memo.py), forgotten here on every write
+# (processing/apps.py), within HUB_TENANT_CACHE_SECONDS in the other processes.
+def _memo_key(kind: str) -> tuple[str, str]:
+    return ("routing", f"{tenant_connection().schema_name}:{kind}")
+
+
+def _intent_catalogue() -> list[Intent]:
+    return memo_get(
+        _memo_key("intents"), lambda: list(Intent.objects.order_by("name")[:CATALOGUE_LIMIT])
+    )
+
+
+def _rules_enabled() -> list[RoutingRule]:
+    return memo_get(
+        _memo_key("rules"),
+        lambda: list(RoutingRule.objects.filter(enabled=True).order_by("priority", "created_at")),
+    )
+
+
+def routing_memo_forget(**_: Any) -> None:
+    """Signal receiver: an intent or rule of the current schema was written."""
+    memo_forget(_memo_key("intents"))
+    memo_forget(_memo_key("rules"))
+
+
 def intent_detect(
     *, agent: Agent, text: str, context: ConversationContext | None = None
 ) -> IntentResult:
     """The message's intent from the tenant's catalogue: one structured LLM call when an API key
     is set (falling back to keywords when the LLM is unavailable), keywords otherwise. No
     catalogue, no call."""
-    catalogue = list(Intent.objects.order_by("name")[:CATALOGUE_LIMIT])
+    catalogue = _intent_catalogue()
     if not catalogue or not text.strip():
         return IntentResult()
     if llm_configured():
@@ -285,7 +313,7 @@ def _rule_matches(rule: RoutingRule, facts: _Facts) -> bool:
 
 
 def _first_rule(facts: _Facts) -> RoutingRule | None:
-    for rule in RoutingRule.objects.filter(enabled=True).order_by("priority", "created_at"):
+    for rule in _rules_enabled():
         if rule.handler not in HANDLERS:
             logger.warning("routing rule names no handler; skipped", extra={"rule": str(rule.pk)})
             continue

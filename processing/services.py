@@ -64,8 +64,10 @@ def _lock_key(conversation_id: uuid.UUID | str) -> int:
 # written as SQL: through the ORM, compiling them cost more than the rest of the drain's reads
 # (docs/performance.md).
 _LOCK_SQL = (
-    "SELECT pg_try_advisory_xact_lock(%s), (SELECT processed_seq"
-    " FROM processing_conversationcursor WHERE conversation_id = %s)"
+    "SELECT pg_try_advisory_xact_lock(%s), cursor.seq, (SELECT id FROM conversations_message"
+    " WHERE conversation_id = %s AND direction = %s AND seq > cursor.seq ORDER BY seq LIMIT 1)"
+    " FROM (SELECT COALESCE((SELECT processed_seq FROM processing_conversationcursor"
+    " WHERE conversation_id = %s), 0) AS seq) cursor"
 )
 _MOVE_SQL = (
     "INSERT INTO processing_conversationcursor (conversation_id, processed_seq, updated_at)"
@@ -78,14 +80,23 @@ _MORE_SQL = (
 )
 
 
-def _try_lock(conversation_id: uuid.UUID | str) -> int | None:
+def _try_lock(conversation_id: uuid.UUID | str) -> tuple[int, uuid.UUID | None] | None:
     """A transaction-scoped advisory lock: released by commit or rollback, even if the worker
-    dies, so no conversation stays locked. Returns how far processing has got (0: not
-    started), or None when another worker holds the conversation."""
+    dies, so no conversation stays locked. Returns how far processing has got (0: not started)
+    and the id of the first inbound message past that (None: none waits), or None when another
+    worker holds the conversation."""
     with connection.cursor() as cursor:
-        cursor.execute(_LOCK_SQL, [_lock_key(conversation_id), conversation_id])
-        locked, processed_seq = cursor.fetchone()
-    return (processed_seq or 0) if locked else None
+        cursor.execute(
+            _LOCK_SQL,
+            [
+                _lock_key(conversation_id),
+                conversation_id,
+                Message.Direction.IN.value,
+                conversation_id,
+            ],
+        )
+        locked, processed_seq, next_id = cursor.fetchone()
+    return (processed_seq, next_id) if locked else None
 
 
 def _cursor_move(conversation_id: uuid.UUID | str, seq: int) -> bool:
@@ -98,32 +109,35 @@ def _cursor_move(conversation_id: uuid.UUID | str, seq: int) -> bool:
     return bool(more)
 
 
-def _next_unprocessed(conversation_id: uuid.UUID | str, *, after: int) -> Message | None:
-    """The conversation's first inbound message past `after`, with what answering it needs."""
-    return (
+def _unprocessed(message_id: uuid.UUID, known: dict[str, Message]) -> Message | None:
+    """The message, with what answering it needs (its conversation, channel, agent, contact):
+    as the worker that stored it has it, else read."""
+    return known.get(str(message_id)) or (
         Message.objects.select_related("conversation__channel__agent", "conversation__contact")
-        .filter(conversation_id=conversation_id, direction=Message.Direction.IN, seq__gt=after)
-        .order_by("seq")
+        .filter(pk=message_id)
         .first()
     )
 
 
-def conversation_drain(*, conversation_id: uuid.UUID | str) -> int:
+def conversation_drain(
+    *, conversation_id: uuid.UUID | str, known: dict[str, Message] | None = None
+) -> int:
     """Processes every inbound message of the conversation not yet processed, in seq order.
 
     Returns how many it processed. Raises ConversationBusy when another worker holds the
     conversation (the caller retries shortly: that worker may have finished its scan already).
     Each message is answered in a transaction of its own, which also looks for the next one
     while it holds the lock: a message committed after that look finds the lock still held and
-    is retried by its own drain.
+    is retried by its own drain. `known`: messages by id as the caller stored them, loaded.
     """
     processed = 0
     while True:
         with transaction.atomic():
-            processed_seq = _try_lock(conversation_id)
-            if processed_seq is None:
+            locked = _try_lock(conversation_id)
+            if locked is None:
                 raise ConversationBusy()
-            message = _next_unprocessed(conversation_id, after=processed_seq)
+            next_id = locked[1]
+            message = _unprocessed(next_id, known or {}) if next_id else None
             if message is None:
                 return processed
             if message.deleted_at is None:
@@ -169,11 +183,13 @@ def _drain_enqueue(conversation_id: str) -> None:
 
 
 @contextlib.contextmanager
-def conversation_drains_inline() -> Iterator[None]:
+def conversation_drains_inline(*, stored: list[Message] | None = None) -> Iterator[None]:
     """Answers, at the end of the block and in this worker, the conversations whose inbound
     messages the block stored: no drain task, no broker round trip, no second tenant switch.
     A conversation another worker holds, or whose drain fails, gets the drain task instead
-    (which retries while it is held); if the block itself fails, every one does."""
+    (which retries while it is held); if the block itself fails, every one does. `stored`:
+    a list the block fills with the messages it stored, their conversation, channel, agent
+    and contact loaded, which the drains then need not read again."""
     pending: list[str] = []
     token = _inline_drains.set(pending)
     try:
@@ -184,9 +200,10 @@ def conversation_drains_inline() -> Iterator[None]:
             _drain_enqueue(conversation_id)
         raise
     _inline_drains.reset(token)
+    known = {str(message.pk): message for message in stored or []}
     for conversation_id in pending:
         try:
-            conversation_drain(conversation_id=conversation_id)
+            conversation_drain(conversation_id=conversation_id, known=known)
         except ConversationBusy:
             _drain_enqueue(conversation_id)
         except Exception:

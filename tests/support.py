@@ -88,25 +88,14 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.1, what: str = 
 PORT_TAKEN = "address already in use"
 
 
-def _uvicorn(tmp_path: Path) -> tuple[Process, str]:
-    """uvicorn on a free port, once it answers /healthz (its log: tmp_path/uvicorn.log)."""
-    port = free_port()
-    server = start_process(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "hub.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        log_path=tmp_path / "uvicorn.log",
-        env=child_env(),
-    )
-    url = f"http://127.0.0.1:{port}"
+def uvicorn_command(port: int) -> list[str]:
+    """The hub's ASGI application served by uvicorn on 127.0.0.1:`port`, as a child process."""
+    command = [sys.executable, "-m", "uvicorn", "hub.asgi:application"]
+    return [*command, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+
+
+def uvicorn_wait_healthy(server: Process, url: str) -> None:
+    """Until the server at `url` answers /healthz (AssertionError, with its log, if it exits)."""
 
     def healthy() -> bool:
         if server.popen.poll() is not None:
@@ -116,8 +105,20 @@ def _uvicorn(tmp_path: Path) -> tuple[Process, str]:
         except requests.ConnectionError:
             return False
 
+    wait_until(healthy, timeout=60, what="uvicorn")
+
+
+def _uvicorn(tmp_path: Path) -> tuple[Process, str]:
+    """uvicorn on a free port, once it answers /healthz (its log: tmp_path/uvicorn.log)."""
+    port = free_port()
+    server = start_process(
+        uvicorn_command(port),
+        log_path=tmp_path / "uvicorn.log",
+        env=child_env(),
+    )
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(healthy, timeout=60, what="uvicorn")
+        uvicorn_wait_healthy(server, url)
     except AssertionError:
         server.stop()
         raise

@@ -7,15 +7,23 @@ runs in a worker thread under that schema, and the only group joined is the conv
 Messages reach the visitor in seq order without loss or repeats: the socket keeps a cursor (the
 highest seq the visitor has been given), pushes the next one as its event arrives, and reads
 any gap from the database (an event lost while Redis blinked, or private notes in between).
+
+A socket has no channel-layer channel of its own: nothing is ever sent to one socket, only to
+its conversation's group, whose messages the process's fan-out hands to each of the group's
+sockets in turn (webchat/fanout.py). Work that waits on the database or Redis (a frame from the
+visitor, a gap to read) runs one piece at a time per socket, as Channels' dispatch did; group
+messages that arrive meanwhile wait in `held`, for this socket only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
@@ -23,6 +31,7 @@ from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 from django_tenants.utils import schema_context
@@ -32,6 +41,7 @@ from conversations.live import conversation_group
 from hub.consumers import FrameConsumer
 from tenants.selectors import tenant_get_by_slug
 from webchat import presence
+from webchat.fanout import Fanout, fanout
 from webchat.frames import answering_frame, new_message_frame, visitor_message
 from webchat.selectors import (
     ReplayPage,
@@ -52,6 +62,8 @@ CLOSE_BAD_TOKEN = 4401
 # The page's origin is not allowed, or the tenant is suspended.
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_LARGE = 1009
+# The socket did not take its messages in time (webchat/fanout.py): the widget reconnects.
+CLOSE_STALLED = 1011
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CLIENT_ID = 100
 # Any frame at all, per connection and second: typing and pings included.
@@ -64,6 +76,7 @@ AI_TYPING_SECONDS = 30
 _db = functools.partial(database_sync_to_async, thread_sensitive=False)
 
 Frame = dict[str, Any]
+Step = Callable[[], Awaitable[None]]
 
 
 def messages_per_second() -> int:
@@ -126,10 +139,31 @@ class VisitorConsumer(FrameConsumer):
     ctx: VisitorContext
     group: str
 
+    # No channel of its own (see the module's docstring): Channels then neither subscribes one
+    # per socket nor waits on it. Group sends go through `self.layer`.
+    channel_layer_alias = None
+
     # --- Connection -----------------------------------------------------------------------
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # The fan-out this socket joined (left when it closes).
+        self.joined: Fanout | None = None
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Also when the consumer failed (no `disconnect` then): a closed socket never stays
+            # in its group.
+            self._leave()
 
     async def connect(self) -> None:
         self.ready = False
+        # Group messages wait here until the socket is set up (then whenever a step is under
+        # way); None while they are handled as they come.
+        self.held: deque[Step] | None = deque()
+        self.runner: asyncio.Task[None] | None = None
+        self.layer = get_channel_layer()
+        # The socket's name in the visitor's presence (one per tab).
+        self.socket_id = uuid.uuid4().hex
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.frames = _Window(FRAMES_PER_SECOND)
@@ -162,7 +196,9 @@ class VisitorConsumer(FrameConsumer):
             return
         self.ctx = context
         self.group = conversation_group(context.schema, str(context.conversation_id))
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.joined = fanout()
+        if self.joined is not None:
+            await self.joined.join(self.group, self)
         await self.accept()
         self.cursor = context.last_seq
         self.answering = loaded.answering
@@ -173,6 +209,7 @@ class VisitorConsumer(FrameConsumer):
         for who, seq in (("operator", loaded.team_read), ("visitor", loaded.visitor_read)):
             if seq:
                 await self.send_json({"type": "read", "who": who, "seq": seq})
+        await self._run_held()
 
     async def _refuse(self, code: int) -> None:
         # Accepted first: a close before the handshake completes reaches a browser as a bare
@@ -184,6 +221,10 @@ class VisitorConsumer(FrameConsumer):
         for handle in self.timers.values():
             handle.cancel()
         self.timers.clear()
+        self._leave()
+        if self.runner is not None:
+            self.runner.cancel()
+        self.held = None
         if not getattr(self, "ready", False):
             return
         self.ready = False
@@ -191,17 +232,18 @@ class VisitorConsumer(FrameConsumer):
             await self._broadcast_typing("stop")
         if self.online:
             await self._went_offline()
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    def _leave(self) -> None:
+        joined, self.joined = self.joined, None
+        if joined is not None:
+            joined.leave(self.group, self)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch hops to its sync thread before every message to tidy database
-        # connections this consumer never uses in its event loop; skipping it keeps pushes
-        # off that one shared thread. Group messages of kinds a visitor has no use for (the
-        # inbox may add some) are ignored rather than killing the socket.
+        # connections this consumer never uses in its event loop; skipping it keeps the
+        # socket's frames off that one shared thread.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
-            if message["type"].startswith("hub."):
-                return
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
@@ -235,7 +277,41 @@ class VisitorConsumer(FrameConsumer):
         if not self.frames.allow():
             await self._rate_limited(content)
             return
-        await handler(content)
+        await self._in_turn(functools.partial(handler, content))
+
+    # --- One step at a time ---------------------------------------------------------------
+
+    async def _in_turn(self, step: Step) -> None:
+        """Runs `step` now, or after the steps under way (in their task) when there are some."""
+        if self.held is not None:
+            self.held.append(step)
+            return
+        self.held = deque([step])
+        await self._run_held()
+
+    async def _run_held(self) -> None:
+        """Runs what is held, oldest first, then lets group messages through as they come.
+        Whatever is added meanwhile runs too: nothing is left behind when `held` goes."""
+        held = self.held
+        assert held is not None
+        while held:
+            await held.popleft()()
+        self.held = None
+
+    async def _run_held_apart(self) -> None:
+        try:
+            await self._run_held()
+        except Exception as error:
+            await self._failed(error)
+
+    async def _failed(self, error: Exception) -> None:
+        """Ends the socket as a failing consumer would (the widget reconnects and resumes from
+        its seq): a push half handled must not leave it a message short."""
+        # An OSError: the socket is gone already.
+        if not isinstance(error, OSError):
+            logger.error("visitor socket failed", exc_info=error)
+        with contextlib.suppress(OSError):
+            await self.close(code=1011)
 
     async def _rate_limited(self, frame: Frame) -> None:
         await self.send_json(
@@ -344,7 +420,7 @@ class VisitorConsumer(FrameConsumer):
             await self._broadcast_typing("stop")
 
     async def _broadcast_typing(self, state: str) -> None:
-        await self.channel_layer.group_send(
+        await self.layer.group_send(
             self.group,
             {
                 "type": "hub.typing",
@@ -352,7 +428,6 @@ class VisitorConsumer(FrameConsumer):
                 "who": "visitor",
                 "name": self.ctx.contact_name,
                 "state": state,
-                "sender_channel": self.channel_name,
             },
         )
 
@@ -366,7 +441,7 @@ class VisitorConsumer(FrameConsumer):
             await self.send_error("not_found", "No such message in this conversation.")
             return
         if position:
-            await self.channel_layer.group_send(
+            await self.layer.group_send(
                 self.group,
                 {
                     "type": "hub.read",
@@ -405,10 +480,15 @@ class VisitorConsumer(FrameConsumer):
         await self._replay(after, include_own=True)
         await self.send_json({"type": "resumed", "last_seq": self.cursor})
 
-    async def _replay(self, after: int, *, include_own: bool) -> None:
-        """Every visible message after `after` from the database, in order, page by page."""
+    async def _replay(self, after: int, *, include_own: bool, gap_at: int = 0) -> None:
+        """Every visible message after `after` from the database, in order, page by page.
+        `gap_at`: the seq whose push showed a gap; the conversation's other sockets in this
+        process saw the same push, and share the reads (all made after that commit)."""
         while True:
-            page = await _db(self._page)(after)
+            if gap_at:
+                page = await _page_shared(self.ctx.schema, self.ctx.conversation_id, after, gap_at)
+            else:
+                page = await _db(_page)(self.ctx.schema, self.ctx.conversation_id, after)
             for message in page.messages:
                 if include_own or message["id"] not in self.own:
                     await self.send_json({"type": "message", "message": message})
@@ -418,12 +498,6 @@ class VisitorConsumer(FrameConsumer):
             if not page.more:
                 return
             after = page.covered
-
-    def _page(self, after: int) -> ReplayPage:
-        with schema_context(self.ctx.schema):
-            return visitor_messages_after(
-                schema=self.ctx.schema, conversation_id=self.ctx.conversation_id, after_seq=after
-            )
 
     def _advance(self, seq: int) -> None:
         if seq > self.cursor:
@@ -436,7 +510,7 @@ class VisitorConsumer(FrameConsumer):
         was_offline = await presence.visitor_seen(
             schema=self.ctx.schema,
             conversation_id=str(self.ctx.conversation_id),
-            socket=self.channel_name,
+            socket=self.socket_id,
         )
         self._later("presence", presence.presence_seconds(), self._presence_expired)
         if was_offline or not self.online:
@@ -454,13 +528,13 @@ class VisitorConsumer(FrameConsumer):
         last = await presence.visitor_left(
             schema=self.ctx.schema,
             conversation_id=str(self.ctx.conversation_id),
-            socket=self.channel_name,
+            socket=self.socket_id,
         )
         if last:
             await self._broadcast_presence("offline")
 
     async def _broadcast_presence(self, status: str) -> None:
-        await self.channel_layer.group_send(
+        await self.layer.group_send(
             self.group,
             {
                 "type": "hub.presence",
@@ -485,12 +559,15 @@ class VisitorConsumer(FrameConsumer):
                 status = "offline"
         return answering_frame(self.answering, status=status)
 
-    async def _answering_changed(self, payload: dict[str, Any]) -> None:
+    def _answering_moved(self, payload: dict[str, Any]) -> bool:
         assignee = str(payload.get("assignee") or "") or None
-        if (payload.get("ai_active"), assignee) == (
+        return (payload.get("ai_active"), assignee) != (
             self.answering.get("ai_active"),
             self.answering.get("operator_id"),
-        ):
+        )
+
+    async def _answering_changed(self, payload: dict[str, Any]) -> None:
+        if not self._answering_moved(payload):
             return
         self.answering = await _db(self._answering)()
         if self.answering["who"] != "ai":
@@ -517,7 +594,53 @@ class VisitorConsumer(FrameConsumer):
             {"type": "typing", "who": "ai", "name": self.answering.get("name", ""), "state": state}
         )
 
-    # --- Group messages (conversations.live and the inbox) --------------------------------
+    # --- Group messages (conversations.live and the inbox), from the fan-out ---------------
+
+    async def group_event(self, message: dict[str, Any]) -> None:
+        """One message of the conversation's group; the fan-out awaits this for each socket in
+        turn. The common case, the next message, is one send of a frame built once per
+        process. One that needs the database (a gap to read, who answers) is handled in a task
+        of this socket's own, so the conversation's other sockets do not wait for it."""
+        if self.held is not None:
+            self.held.append(functools.partial(self._group_message, message))
+        elif not self.ready:
+            return
+        elif self._needs_database(message):
+            self.held = deque([functools.partial(self._group_message, message)])
+            self.runner = asyncio.create_task(self._run_held_apart())
+        else:
+            try:
+                await self._group_message(message)
+            except Exception as error:
+                await self._failed(error)
+
+    def stalled(self) -> None:
+        """Dropped by the fan-out for not taking a message in time (a client that stopped
+        reading): closed in a task of its own, as its close frame may wait as long."""
+        self.joined = None
+        closing = asyncio.create_task(self.close(code=CLOSE_STALLED))
+        self.tasks.add(closing)
+        closing.add_done_callback(self.tasks.discard)
+
+    def _needs_database(self, message: dict[str, Any]) -> bool:
+        if message["type"] != "hub.event":
+            return False
+        name, payload = message.get("event"), message.get("payload") or {}
+        if name == "message.created":
+            return int(payload.get("seq") or 0) > self.cursor + 1
+        return name == "conversation.updated" and self._answering_moved(payload)
+
+    async def _group_message(self, message: dict[str, Any]) -> None:
+        # Kinds a visitor has no use for (the inbox may add some) are ignored.
+        kind = message["type"]
+        if kind == "hub.event":
+            await self.hub_event(message)
+        elif kind == "hub.typing":
+            await self.hub_typing(message)
+        elif kind == "hub.read":
+            await self.hub_read(message)
+        elif kind == "hub.presence":
+            await self.hub_presence(message)
 
     async def hub_event(self, event: dict[str, Any]) -> None:
         name, payload = event.get("event"), event.get("payload") or {}
@@ -540,7 +663,7 @@ class VisitorConsumer(FrameConsumer):
         if seq <= self.cursor:
             return
         if seq > self.cursor + 1:
-            await self._replay(self.cursor, include_own=False)
+            await self._replay(self.cursor, include_own=False, gap_at=seq)
             return
         hidden = payload.get("is_private") or str(payload.get("id")) in self.own
         self._advance(seq)
@@ -552,7 +675,7 @@ class VisitorConsumer(FrameConsumer):
 
     async def hub_typing(self, event: dict[str, Any]) -> None:
         who = event.get("who")
-        if event.get("sender_channel") == self.channel_name or who == "visitor":
+        if who == "visitor":
             return
         state = "start" if event.get("state") == "start" else "stop"
         frame = {"type": "typing", "who": who, "name": event.get("name", ""), "state": state}
@@ -599,6 +722,38 @@ class VisitorConsumer(FrameConsumer):
         handle = self.timers.pop(key, None)
         if handle is not None:
             handle.cancel()
+
+
+# Gap reads under way, by event loop, schema, conversation, seq read after and seq of the push
+# that showed the gap: a push that comes out of order shows every socket of its conversation in
+# this process the same gap, and one read serves them all. Keyed by the push too: a read begun
+# before a push came could miss its message.
+_pages: dict[tuple[Any, ...], asyncio.Task[ReplayPage]] = {}
+
+
+async def _page_shared(
+    schema: str, conversation_id: uuid.UUID, after: int, gap_at: int
+) -> ReplayPage:
+    key = (asyncio.get_running_loop(), schema, conversation_id, after, gap_at)
+    read = _pages.get(key)
+    if read is None:
+        read = asyncio.ensure_future(_db(_page)(schema, conversation_id, after))
+        _pages[key] = read
+
+        def done(task: asyncio.Task[ReplayPage]) -> None:
+            if _pages.get(key) is task:
+                del _pages[key]
+
+        read.add_done_callback(done)
+    # Shielded: a socket that closes while waiting does not cancel the others' read.
+    return await asyncio.shield(read)
+
+
+def _page(schema: str, conversation_id: uuid.UUID, after: int) -> ReplayPage:
+    with schema_context(schema):
+        return visitor_messages_after(
+            schema=schema, conversation_id=conversation_id, after_seq=after
+        )
 
 
 def _client_id_of(frame: Frame) -> dict[str, str]:

@@ -32,7 +32,8 @@ class GroupFull(ConflictError):
     default_code = "group_full"
 
 
-@transaction.atomic
+# No savepoint of its own inside a transaction, as the message services (messages.py).
+@transaction.atomic(savepoint=False)
 def conversation_open(
     *,
     channel: Channel,
@@ -50,6 +51,8 @@ def conversation_open(
         .first()
     )
     if existing:
+        # As the caller has them: whoever answers the message needs them.
+        existing.channel, existing.contact = channel, contact
         return existing, False
     conversation = Conversation.objects.create(
         channel=channel,

@@ -1,11 +1,15 @@
-"""Messages: the gap-free seq, idempotent creates, monotonic delivery status, soft delete."""
+"""Messages: the gap-free seq, idempotent creates, monotonic delivery status, soft delete.
+
+The services on every message's path are atomic without a savepoint of their own when called
+inside a transaction (`savepoint=False`): each savepoint is two round trips, and none of their
+callers carries on after they fail; a caller that wants to must open its own savepoint."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from conversations.content import content_validate
@@ -29,21 +33,50 @@ ALLOWED_FROM: dict[str, set[str]] = {
 ERASED_CONTENT = {"type": "unsupported", "description": "erased"}
 
 
+# Taking the next seq and moving the conversation past it are two plain statements on every
+# message; through the ORM, compiling them cost more than running them (docs/performance.md).
+_CONVERSATION = Conversation._meta.db_table
+_LOCK_SEQ_SQL = f"SELECT last_seq FROM {_CONVERSATION} WHERE id = %s FOR UPDATE"  # noqa: S608
+_ADVANCE_SQL = (
+    f"UPDATE {_CONVERSATION} SET last_seq = %s, last_message_id = %s,"  # noqa: S608
+    " last_activity_at = %s, updated_at = %s WHERE id = %s"
+)
+
+
+_MESSAGES = Message._meta.db_table
+_EXISTING_SQL = (
+    f"SELECT id FROM {_MESSAGES} WHERE (%s <> '' AND conversation_id = %s"  # noqa: S608
+    " AND client_id = %s) OR (%s <> '' AND channel_id = %s AND provider_message_id = %s)"
+    " ORDER BY client_id = %s DESC LIMIT 1"
+)
+
+
 def _existing(
     conversation: Conversation, *, client_id: str, provider_message_id: str
 ) -> Message | None:
-    if client_id:
-        found = Message.objects.filter(conversation=conversation, client_id=client_id).first()
-        if found:
-            return found
-    if provider_message_id:
-        return Message.objects.filter(
-            channel_id=conversation.channel_id, provider_message_id=provider_message_id
-        ).first()
-    return None
+    """The message a repeated `client_id` (per conversation) or `provider_message_id` (per
+    channel) names, the client id's first; asked in one plain statement, as nearly always
+    there is none."""
+    if not client_id and not provider_message_id:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _EXISTING_SQL,
+            [
+                client_id,
+                conversation.pk,
+                client_id,
+                provider_message_id,
+                conversation.channel_id,
+                provider_message_id,
+                client_id,
+            ],
+        )
+        row = cursor.fetchone()
+    return Message.objects.get(pk=row[0]) if row else None
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def message_create(
     *,
     conversation: Conversation,
@@ -64,17 +97,22 @@ def message_create(
     conversation) or `provider_message_id` (per channel) returns the first message unchanged.
     """
     normalised, text = content_validate(content)
-    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    existing = _existing(locked, client_id=client_id, provider_message_id=provider_message_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SEQ_SQL, [conversation.pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise Conversation.DoesNotExist(f"No conversation {conversation.pk}")
+    (last_seq,) = row
+    existing = _existing(conversation, client_id=client_id, provider_message_id=provider_message_id)
     if existing:
         return existing, False
     now = timezone.now()
     try:
         with transaction.atomic():
             message = Message.objects.create(
-                conversation=locked,
-                channel_id=locked.channel_id,
-                seq=locked.last_seq + 1,
+                conversation=conversation,
+                channel_id=conversation.channel_id,
+                seq=last_seq + 1,
                 direction=direction,
                 sender_type=sender_type,
                 sender_contact=sender_contact,
@@ -88,21 +126,21 @@ def message_create(
             )
     except IntegrityError:
         # The same provider id arrived for another conversation of the channel meanwhile.
-        found = _existing(locked, client_id=client_id, provider_message_id=provider_message_id)
+        found = _existing(
+            conversation, client_id=client_id, provider_message_id=provider_message_id
+        )
         if found is None:
             raise
         return found, False
-    locked.last_seq = message.seq
-    locked.last_message = message
-    locked.last_activity_at = now
-    locked.save(update_fields=["last_seq", "last_message", "last_activity_at", "updated_at"])
-    conversation.last_seq, conversation.last_message = locked.last_seq, message
-    conversation.last_activity_at = now
+    with connection.cursor() as cursor:
+        cursor.execute(_ADVANCE_SQL, [message.seq, message.pk, now, now, conversation.pk])
+    conversation.last_seq, conversation.last_message = message.seq, message
+    conversation.last_activity_at = conversation.updated_at = now
     event_publish(name="message.created", payload=message_payload(message))
     return message, True
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def message_receive(
     *,
     conversation: Conversation,
@@ -127,7 +165,7 @@ def message_receive(
     return message, created
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def message_send(
     *,
     conversation: Conversation,
@@ -160,7 +198,7 @@ def message_send(
     return message, created
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def message_status_update(
     *,
     message: Message,
@@ -187,7 +225,8 @@ def message_status_update(
             extra={"message_id": str(message.pk), "status": status},
         )
         return False
-    message.refresh_from_db()
+    for name, value in changes.items():
+        setattr(message, name, value)
     event_publish(name="message.updated", payload=message_payload(message))
     return True
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 
 import requests
@@ -44,16 +43,7 @@ def test_webhook_answers_2xx_with_redis_down_and_is_processed_after(committed_db
             redis_process.wait()
             port = support.free_port()
             server = support.start_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "hub.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
+                support.uvicorn_command(port),
                 log_path=tmp_path / "server.log",
                 env=support.child_env(REDIS_URL=redis_url),
             )

@@ -205,17 +205,7 @@ def test_redis_down_under_webhook_load_answers_2xx_and_processes_everything_afte
         env.update({k: v for k, v in os.environ.items() if k.startswith(("HUB_", "OPENAI_"))})
         web_port = free_port()
         server = support.start_process(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "hub.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(web_port),
-                "--no-access-log",
-            ],
+            support.uvicorn_command(web_port),
             log_path=tmp_path / "web.log",
             env=env,
         )

@@ -61,17 +61,7 @@ def test_a_postgres_restart_answers_503_in_shape_and_recovers(
     assert migrate.popen.wait(120) == 0, migrate.log()
     port = support.free_port()
     server = support.start_process(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "hub.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
+        support.uvicorn_command(port),
         log_path=tmp_path / "web.log",
         env=env,
     )

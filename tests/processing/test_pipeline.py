@@ -19,7 +19,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_tenants.utils import schema_context
+from django_tenants.utils import schema_context, tenant_context
 
 from agents.models import Agent, LlmCall
 from billing.models import CreditLedgerEntry
@@ -39,6 +39,7 @@ from conversations.services.messages import (
 from hub.redis import get_redis
 from processing.models import ConversationCursor, ReplyCharge, RoutingDecision
 from processing.services import _lock_key
+from tenants.models import Tenant
 from tests.factories import ConversationFactory, OperatorFactory
 from tests.fakes import FakeProvider, fake_provider
 from tests.support import database_url_for_tests
@@ -174,6 +175,29 @@ def test_one_task_stores_answers_sends_and_charges_with_no_other_task(
         assert world.sends() == ["You said: pipeline-1"]
         with schema_context(slug):
             assert credit_balance_get() == before - charge.amount
+
+
+# What one answered message from a known contact costs, BEGIN and COMMIT included, with the
+# task run as Celery runs it (under the tenant's row) and, as in the suite, nothing remembered
+# between reads (HUB_TENANT_CACHE_SECONDS=0: the intents and rules are read): a budget, so a
+# change that adds round trips to every message shows (docs/performance.md, change 14).
+STATEMENTS_PER_ANSWER = 51
+SAVEPOINTS_PER_ANSWER = 6
+
+
+def test_an_answer_stays_within_its_statement_budget(committed_db, settings, openai_fake) -> None:
+    slug = committed_db["a"].slug
+    with _world(slug, settings) as world:
+        _process(world, world.receive("the contact's first message"))
+        event = world.receive("and a second one")
+        tenant = Tenant.objects.get(schema_name=slug)
+        with tenant_context(tenant), CaptureQueriesContext(connection) as queries:
+            inbound_event_process_task.apply(args=[str(event.pk)]).get()
+        assert world.sends()[-1] == "You said: and a second one"
+        statements = [query["sql"] for query in queries.captured_queries]
+        savepoints = [sql for sql in statements if sql.startswith("SAVEPOINT")]
+        assert len(statements) <= STATEMENTS_PER_ANSWER, "\n".join(statements)
+        assert len(savepoints) <= SAVEPOINTS_PER_ANSWER, "\n".join(statements)
 
 
 def test_a_task_run_again_after_its_worker_died_answers_what_the_first_run_stored(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 import uuid
 from typing import Any
 
@@ -748,3 +749,33 @@ def test_a_message_on_the_api_channel_routed_to_handoff_gets_an_operator(
             user = operator.user
             operator.delete()
             user.delete()
+
+
+def test_remembered_rules_and_intents_follow_writes_and_stay_per_tenant(
+    tenant_a, tenant_b, settings
+) -> None:
+    """Rules and intents are remembered per process and schema (HUB_TENANT_CACHE_SECONDS): a
+    write made in this process (API, admin, ORM save or delete) shows at once; a bulk update,
+    which no process sees, within the memo's lifetime. Another tenant's never show."""
+    settings.HUB_TENANT_CACHE_SECONDS = 2
+    with tenant_b.schema():
+        _rule(name="b's rule", priority=1)
+        b_conversation = _conversation()
+        assert _route(b_conversation, "hi").rule_name == "b's rule"
+    with tenant_a.schema():
+        conversation = _conversation()
+        assert _route(conversation, "hi").rule is None
+        rule = _rule(name="first", priority=10)
+        assert _route(conversation, "hi").rule == rule
+        _catalogue()
+        intent_rule = _rule(name="refunds", priority=1, intents=["refund"])
+        assert _route(conversation, "I want a refund").rule == intent_rule
+        intent_rule.delete()
+        assert _route(conversation, "I want a refund").rule == rule
+
+        RoutingRule.objects.filter(pk=rule.pk).update(enabled=False)
+        assert _route(conversation, "hi").rule == rule  # remembered
+        time.sleep(2.1)
+        assert _route(conversation, "hi").rule is None
+    with tenant_b.schema():
+        assert _route(b_conversation, "hi").rule_name == "b's rule"

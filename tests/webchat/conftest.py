@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 from django.test import Client
 from django_tenants.utils import schema_context
 
 from channels_app.models import Channel, ChannelKind
 from conversations.models import Attachment, Contact, Conversation, Message
+from conversations.services.messages import message_send
 from tests import support
 from tests.conftest import TenantInfo
+from webchat.services import visitor_session_start
 
 ORIGIN = "https://shop.example.com"
 
@@ -197,3 +200,51 @@ def of_type(kind: str, **fields: Any) -> Any:
         return frame.get("type") == kind and all(frame.get(k) == v for k, v in fields.items())
 
     return match
+
+
+# --- Real sockets on the real server, for the fan-out (test_fanout.py) and the drills ----------
+
+Socket = Any
+
+
+def visitor(chat: Chat) -> tuple[str, str]:
+    """A visitor's token and conversation, minted as the session endpoint does."""
+    with schema_context(chat.slug):
+        session = visitor_session_start(channel=chat.channel(), schema=chat.slug)
+    return session.token, str(session.conversation.pk)
+
+
+def reply(chat: Chat, conversation_id: str, *texts: str) -> None:
+    """The team's messages, one transaction each, back to back."""
+    with schema_context(chat.slug):
+        conversation = Conversation.objects.get(pk=conversation_id)
+        for text in texts:
+            message_send(
+                conversation=conversation,
+                content={"type": "text", "text": text},
+                sender_type="operator",
+            )
+
+
+async def open_socket(server: str, token: str) -> Socket:
+    url = server.replace("http://", "ws://") + f"/ws/webchat/?token={token}"
+    socket = await websockets.connect(url, origin=ORIGIN)  # type: ignore[arg-type]
+    # The first frame (who answers) comes once the socket is in its group.
+    first = json.loads(await asyncio.wait_for(socket.recv(), 10))
+    assert first["type"] == "presence"
+    return socket
+
+
+async def messages(socket: Socket, count: int, *, timeout: float = 30) -> list[tuple[int, str]]:
+    """The next `count` message frames as (seq, text), then half a second of nothing more."""
+    got: list[tuple[int, str]] = []
+    async with asyncio.timeout(timeout):
+        while len(got) < count:
+            frame = json.loads(await socket.recv())
+            if frame["type"] == "message":
+                got.append((frame["message"]["seq"], frame["message"]["content"]["text"]))
+    try:
+        extra = await asyncio.wait_for(socket.recv(), 0.5)
+    except TimeoutError:
+        return got
+    raise AssertionError(f"after {got}: {extra}")

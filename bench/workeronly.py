@@ -1,0 +1,166 @@
+"""The worker's cost per answered message, alone: webhooks are stored through the web tier with no
+Celery worker running, then one process answers them one at a time, in process, through the
+task Celery would run. Nothing of the hub's competes with it for the cores while it works (other
+load on the machine still inflates its CPU time: compare runs made minutes apart).
+
+    python -m bench.workeronly [--messages 600] [--contacts 200] [--profile cprofile.out]
+
+Prints per answered message: the worker's CPU milliseconds, those of the PostgreSQL backend
+serving it, and SQL statements (by kind, and by the line of the hub's code that ran them); with
+`--profile` it writes cProfile's statistics (CPU time) and prints the top of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench.scenarios import drive, reply_counts, targets_of
+from bench.stack import ROOT, StackOptions, running
+
+SLUG = "bench_worker"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A local process's CPU time (PostgreSQL's backend serving the worker: same machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _answer_all(profile: str) -> dict[str, Any]:
+    """In the child, with the stack's environment: runs every stored event's task in turn."""
+    import cProfile
+    import pstats
+    import time
+    from collections import Counter
+
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django_tenants.utils import tenant_context
+
+    from channels_app.models import InboundEvent
+    from channels_app.tasks import inbound_event_process_task
+    from tenants.models import Tenant
+
+    statements: Counter[str] = Counter()
+    sites: Counter[str] = Counter()
+    root = str(ROOT)
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        kind = sql.lstrip().split(" ", 1)[0].upper()
+        statements[kind] += 1
+        # Where in the hub's own code the statement comes from: its innermost frame there.
+        frame: FrameType | None = sys._getframe(1)
+        while frame and not (
+            frame.f_code.co_filename.startswith(root)
+            and "/.venv/" not in frame.f_code.co_filename
+            and "/bench/" not in frame.f_code.co_filename
+        ):
+            frame = frame.f_back
+        if frame is not None:
+            where = frame.f_code.co_filename.removeprefix(root + "/")
+            sites[f"{kind} {where}:{frame.f_lineno} {frame.f_code.co_name}"] += 1
+        return execute(sql, params, many, context)
+
+    # As Celery runs a task (tenant-schemas-celery): under the tenant row, not just its schema.
+    with tenant_context(Tenant.objects.get(schema_name=SLUG)):
+        events = [
+            str(pk)
+            for pk in InboundEvent.objects.order_by("received_at").values_list("pk", flat=True)
+        ]
+        # The first few warm up imports, connections and caches; they are not counted.
+        warm, measured = events[:20], events[20:]
+        for event_id in warm:
+            inbound_event_process_task(event_id)
+        # CPU time, not wall time: waiting for PostgreSQL or the fakes is not the worker's cost.
+        profiler = cProfile.Profile(time.process_time) if profile else None
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (backend,) = cursor.fetchone()
+        started_backend = _cpu_seconds(backend)
+        started_cpu, started = time.process_time(), time.perf_counter()
+        with connection.execute_wrapper(count):
+            if profiler:
+                profiler.enable()
+            for event_id in measured:
+                inbound_event_process_task(event_id)
+            if profiler:
+                profiler.disable()
+        cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
+        backend_cpu = _cpu_seconds(backend) - started_backend
+    if profiler:
+        profiler.dump_stats(profile)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(40)
+    return {
+        "messages": len(measured),
+        "cpu_ms_per_message": round(1000 * cpu / max(1, len(measured)), 2),
+        "postgres_cpu_ms_per_message": round(1000 * backend_cpu / max(1, len(measured)), 2),
+        "wall_ms_per_message": round(1000 * wall / max(1, len(measured)), 2),
+        "statements_per_message": round(sum(statements.values()) / max(1, len(measured)), 1),
+        "statements_by_kind": {
+            kind: round(n / max(1, len(measured)), 2) for kind, n in statements.most_common()
+        },
+        "statements_by_site": {
+            site: round(n / max(1, len(measured)), 2) for site, n in sites.most_common(120)
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=600)
+    parser.add_argument("--contacts", type=int, default=200)
+    parser.add_argument("--profile", default="", help="write cProfile statistics here")
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        Path(args.child).write_text(json.dumps(_answer_all(args.profile)))
+        return
+    seed = {
+        "groups": [{"prefix": SLUG, "count": 1, "agent": True, "channels": 1, "credits": 10**8}]
+    }
+    options = StackOptions(web_processes=1, worker_processes=0, beat=False)
+    with running(options, seed=seed) as (stack, seeded):
+        rate = 100
+        drive(
+            stack,
+            {
+                "kind": "webhooks",
+                "port": stack.web_port,
+                "targets": targets_of(seeded, SLUG),
+                "rate": rate,
+                "duration": args.messages / rate,
+                "prefix": "worker",
+                "contacts": args.contacts,
+                "connections": 32,
+            },
+            "workeronly",
+        )
+        profile = str(Path(args.profile).resolve()) if args.profile else ""
+        out = stack.run_dir / "workeronly.json"
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.workeronly", "--child", str(out), "--profile", profile],
+            cwd=ROOT,
+            env=dict(stack.env, PYTHONPATH=str(ROOT)),
+            capture_output=True,
+            text=True,
+        )
+        if child.returncode:
+            raise SystemExit(child.stderr[-4000:])
+        if profile:
+            print(child.stdout[child.stdout.find("   ncalls") :])
+        figures = json.loads(out.read_text())
+        figures["counts"] = reply_counts(stack, SLUG)
+        print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
