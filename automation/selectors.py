@@ -114,12 +114,12 @@ def reminder_list(*, conversation_id: uuid.UUID | str) -> QuerySet[Reminder]:
     ).order_by("due_at")
 
 
+def reminders_due() -> QuerySet[Reminder]:
+    return Reminder.objects.filter(status=Reminder.Status.SCHEDULED, due_at__lte=timezone.now())
+
+
 def reminder_ids_due(*, limit: int = 500) -> list[uuid.UUID]:
-    return list(
-        Reminder.objects.filter(status=Reminder.Status.SCHEDULED, due_at__lte=timezone.now())
-        .order_by("due_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    return list(reminders_due().order_by("due_at").values_list("pk", flat=True)[:limit])
 
 
 # --- Tasks ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from channels_app.models import ChannelKind, DeadLetter
 from channels_app.providers import provider_for
 from channels_app.providers.base import OutboundMessage, Provider, RateLimit
+from channels_app.selectors import STUCK_AFTER, messages_stuck_pending
 from conversations.models import ContactIdentity, Message
 from conversations.services.messages import message_status_update
 from hub.exceptions import ApplicationError
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 SELF_DELIVERED = {ChannelKind.WEBCHAT, ChannelKind.API}
 # A pending message untouched this long has lost its delivery task. Longer than the longest
 # backoff between attempts, so a message waiting on a retry is left to it.
-STUCK_AFTER = timedelta(minutes=15)
 
 
 class DeliveryDeferred(Exception):
@@ -242,13 +242,7 @@ def pending_deliveries_sweep(*, older_than: timedelta = STUCK_AFTER) -> dict[str
     """Re-enqueues outbound messages still pending long after they were written: their task was
     lost (the broker was down at commit, or a worker died before acknowledging it). Delivery is
     idempotent, so a message that is merely slow is not sent twice."""
-    stuck = Message.objects.filter(
-        direction=Message.Direction.OUT,
-        status=Message.Status.PENDING,
-        is_private=False,
-        deleted_at__isnull=True,
-        updated_at__lt=timezone.now() - older_than,
-    ).values_list("pk", flat=True)[:1000]
+    stuck = messages_stuck_pending(older_than=older_than).values_list("pk", flat=True)[:1000]
     enqueued = sum(message_deliver_enqueue(message_id=message_id) for message_id in stuck)
     return {"enqueued": enqueued}
 

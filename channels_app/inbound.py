@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -19,6 +18,7 @@ from channels_app.media import media_fetch_enqueue, media_needs_fetch
 from channels_app.models import Channel, ChannelKind, InboundEvent
 from channels_app.providers import provider_for
 from channels_app.providers.base import InboundMessage, StatusUpdate
+from channels_app.selectors import inbound_events_stranded
 from conversations.content import InvalidContent, content_validate
 from conversations.models import Contact, Conversation, Message
 from conversations.services.attachments import attachment_create
@@ -31,7 +31,6 @@ from hub.exceptions import ApplicationError, ConflictError
 logger = logging.getLogger(__name__)
 
 # Left unprocessed this long (Redis or the worker was down), an event is enqueued again.
-STRANDED_AFTER = timedelta(minutes=1)
 MAX_ATTEMPTS = 10
 
 
@@ -229,9 +228,7 @@ def inbound_event_conversations(*, event_id: uuid.UUID | str) -> list[uuid.UUID]
 
 def inbound_events_sweep() -> dict[str, int]:
     """Enqueues events left unprocessed (broker down at receipt, or a failed attempt)."""
-    stranded = InboundEvent.objects.filter(
-        status=InboundEvent.Status.RECEIVED, received_at__lt=timezone.now() - STRANDED_AFTER
-    ).values_list("pk", flat=True)[:1000]
+    stranded = inbound_events_stranded().values_list("pk", flat=True)[:1000]
     enqueued = sum(inbound_event_enqueue(event_id=event_id) for event_id in stranded)
     return {"enqueued": enqueued}
 

@@ -25,6 +25,7 @@ from channels_app.inbound import inbound_event_enqueue, inbound_event_record
 from channels_app.models import Channel, ChannelKind
 from channels_app.providers.email import email_decode, email_event_id
 from channels_app.providers.signal import signal_decode, signal_event_id
+from channels_app.selectors import channels_polled
 from hub.http import ProviderError, provider_request
 from hub.redis import get_redis
 from tenants.connection import tenant_connection
@@ -205,7 +206,7 @@ def imap_poll_channels() -> dict[str, int]:
     that fails (refused login, unreachable server) is logged and left for the next run; the
     others are still polled."""
     totals = {"channels": 0, "recorded": 0, "failed": 0}
-    for channel in Channel.objects.filter(kind=ChannelKind.EMAIL, enabled=True):
+    for channel in channels_polled(kind=ChannelKind.EMAIL):
         if not channel.config.get("imap_host"):
             continue
         totals["channels"] += 1
@@ -271,7 +272,7 @@ def signal_poll_channels() -> dict[str, int]:
     webhook (`accept_webhook`: the REST API runs in json-rpc mode, where /v1/receive is a
     websocket)."""
     totals = {"channels": 0, "recorded": 0, "failed": 0}
-    for channel in Channel.objects.filter(kind=ChannelKind.SIGNAL, enabled=True):
+    for channel in channels_polled(kind=ChannelKind.SIGNAL):
         if channel.config.get("accept_webhook") is True:
             continue
         totals["channels"] += 1

@@ -20,6 +20,7 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from conversations.models import (
     Attachment,
@@ -338,4 +339,11 @@ def contact_has_conversations(*, contact: Contact) -> bool:
     return (
         Conversation.objects.filter(contact=contact).exists()
         or Participant.objects.filter(contact=contact).exists()
+    )
+
+
+def conversations_snoozed_due() -> QuerySet[Conversation]:
+    """Snoozed conversations whose time has come."""
+    return Conversation.objects.filter(
+        status=Conversation.Status.SNOOZED, snoozed_until__lte=timezone.now()
     )

@@ -55,6 +55,14 @@ def conversations_due_for_extraction(*, now: datetime, idle_minutes: int) -> Que
     )
 
 
+def extraction_pending(*, tenant: Tenant, now: datetime) -> bool:
+    """Whether the dispatch job has a conversation to hand out (extraction on, one due)."""
+    if not tenant.extraction_enabled:
+        return False
+    idle = extraction_idle_minutes(tenant=tenant)
+    return conversations_due_for_extraction(now=now, idle_minutes=idle).exists()
+
+
 def extraction_field_list() -> QuerySet[ExtractionField]:
     return ExtractionField.objects.all()
 

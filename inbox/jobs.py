@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from inbox.presence import presence_sweep
+from inbox.presence import presence_sweep, presence_sweep_pending
 from jobs.registry import tenant_job
 
 
-@tenant_job("presence.sweep")
+@tenant_job("presence.sweep", pending=presence_sweep_pending)
 def sweep() -> dict[str, Any]:
     return presence_sweep()

@@ -160,6 +160,18 @@ def _announce_offline(schema: str, conversation_id: str, *, who: str, name: str 
         logger.warning("live push failed", extra={"error": type(error).__name__})
 
 
+def presence_sweep_pending() -> bool:
+    """Whether the sweep has anyone to look at: an operator stored online, or a visitor the
+    team was told about. With Redis down the sweep would leave both alone."""
+    if Operator.objects.filter(availability=Operator.Availability.ONLINE).exists():
+        return True
+    schema = tenant_connection().schema_name
+    try:
+        return bool(get_redis().exists(announced_visitors_key(schema)))
+    except RedisError:
+        return False
+
+
 def presence_sweep() -> dict[str, int]:
     """Stores offline the current tenant's operators stored online whose inbox is gone, and
     tells the team about visitors whose sockets died without a word (see the module's doc).

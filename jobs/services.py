@@ -16,7 +16,7 @@ from hub.context import current_request_id
 from hub.exceptions import ApplicationError
 from hub.redis import get_redis
 from jobs.models import JobRun
-from jobs.registry import JOBS
+from jobs.registry import JOB_PENDING, JOBS
 from tenants.connection import tenant_connection
 from tenants.selectors import tenant_list_active
 
@@ -93,15 +93,45 @@ def job_run(*, job: str, slot: datetime | None = None) -> JobRun | None:
         return run
 
 
+DISPATCH_BATCH = 200
+
+
 def job_dispatch(*, job: str, slot: datetime | None = None) -> int:
-    """Enqueues one run of `job` per active tenant, each carrying its tenant's schema and the
-    schedule slot."""
-    from jobs.tasks import job_run_task
+    """Splits the active tenants into batches of DISPATCH_BATCH, one task each, so that
+    finding who has work spreads over the workers. Returns how many tenants were handed out."""
+    from jobs.tasks import job_dispatch_batch_task
 
     if job not in JOBS:
         raise UnknownJob(f"No job named {job!r}.")
-    tenants = tenant_list_active()
-    for tenant in tenants:
-        with schema_context(tenant.schema_name):
-            job_run_task.delay(job, slot.isoformat() if slot else None)
-    return len(tenants)
+    schemas = [tenant.schema_name for tenant in tenant_list_active()]
+    for start in range(0, len(schemas), DISPATCH_BATCH):
+        job_dispatch_batch_task.delay(
+            job, slot.isoformat() if slot else None, schemas[start : start + DISPATCH_BATCH]
+        )
+    return len(schemas)
+
+
+def _has_work(*, job: str, schema: str) -> bool:
+    pending = JOB_PENDING.get(job)
+    if pending is None:
+        return True
+    try:
+        return pending()
+    except Exception:
+        # The run itself will meet the same fault and record it as its failure.
+        logger.exception("job check failed", extra={"job": job, "schema": schema})
+        return True
+
+
+def job_dispatch_batch(*, job: str, slot: datetime | None, schemas: list[str]) -> int:
+    """Enqueues one run of `job`, carrying its tenant's schema and the slot, for each of
+    `schemas` with work for it (jobs/registry.py). Returns how many runs were enqueued."""
+    from jobs.tasks import job_run_task
+
+    enqueued = 0
+    for schema in schemas:
+        with schema_context(schema):
+            if _has_work(job=job, schema=schema):
+                job_run_task.delay(job, slot.isoformat() if slot else None)
+                enqueued += 1
+    return enqueued

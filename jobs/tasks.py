@@ -33,6 +33,13 @@ def job_dispatch_task(self: Task[Any, Any], job: str) -> int:
     return services.job_dispatch(job=job, slot=_slot(self))
 
 
+@shared_task(name="jobs.dispatch_batch")
+def job_dispatch_batch_task(job: str, slot: str | None, schemas: list[str]) -> int:
+    return services.job_dispatch_batch(
+        job=job, slot=datetime.fromisoformat(slot) if slot else None, schemas=schemas
+    )
+
+
 @shared_task(name="jobs.run")
 def job_run_task(job: str, slot: str | None = None) -> str | None:
     run = services.job_run(job=job, slot=datetime.fromisoformat(slot) if slot else None)

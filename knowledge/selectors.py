@@ -119,6 +119,25 @@ def vector_search_enabled() -> bool:
     return bool(settings.HUB_KNOWLEDGE_VECTOR_SEARCH) and pgvector_schema() is not None
 
 
+def knowledge_chunks_unembedded() -> QuerySet[KnowledgeChunk]:
+    """Chunks with no embedding from the current model."""
+    return KnowledgeChunk.objects.exclude(
+        embedding_model=settings.HUB_EMBEDDING_MODEL, embedding__isnull=False
+    )
+
+
+def knowledge_documents_unchunked() -> QuerySet[KnowledgeDocument]:
+    """Documents written around the services (imports, the shell) that have no chunks yet."""
+    return KnowledgeDocument.objects.filter(chunks__isnull=True).distinct()
+
+
+def knowledge_index_pending() -> bool:
+    """Whether the catch-up job has a document to chunk or a chunk it can embed."""
+    if knowledge_documents_unchunked().exists():
+        return True
+    return llm_configured() and vector_search_enabled() and knowledge_chunks_unembedded().exists()
+
+
 def _embedded_chunks() -> QuerySet[KnowledgeChunk]:
     return KnowledgeChunk.objects.filter(
         document__enabled=True,

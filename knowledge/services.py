@@ -21,7 +21,11 @@ from redis.exceptions import RedisError
 
 from agents.llm import LlmUnavailable, llm_configured, llm_embed
 from knowledge.models import KnowledgeChunk, KnowledgeDocument
-from knowledge.selectors import vector_search_enabled
+from knowledge.selectors import (
+    knowledge_chunks_unembedded,
+    knowledge_documents_unchunked,
+    vector_search_enabled,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -189,9 +193,7 @@ def knowledge_chunks_embed(*, document_id: uuid.UUID | str | None = None, limit:
     chunk rewritten meanwhile is simply not updated."""
     if not (llm_configured() and vector_search_enabled()):
         return 0
-    pending = KnowledgeChunk.objects.exclude(
-        embedding_model=settings.HUB_EMBEDDING_MODEL, embedding__isnull=False
-    )
+    pending = knowledge_chunks_unembedded()
     if document_id is not None:
         pending = pending.filter(document_id=uuid.UUID(str(document_id)))
     chunks = list(pending.order_by("document_id", "position")[:limit])
@@ -218,7 +220,7 @@ def knowledge_index_catch_up() -> dict[str, int]:
     """Chunks documents that have none (rows written around the services: imports, the shell)
     and embeds what is still unembedded."""
     chunked = 0
-    for document in KnowledgeDocument.objects.filter(chunks__isnull=True).distinct()[:200]:
+    for document in knowledge_documents_unchunked()[:200]:
         with transaction.atomic():
             _chunks_write(document)
         chunked += 1

@@ -15,13 +15,10 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_tenants.utils import schema_context
 from kombu.exceptions import OperationalError as BrokerError
@@ -39,13 +36,13 @@ from processing.handlers import HANDLERS, HandlerContext
 from processing.handlers.answer import HANDOFF_TEXT
 from processing.handlers.base import text_reply
 from processing.handoff import conversation_handoff
-from processing.models import ConversationCursor, ReplyCharge
+from processing.models import ReplyCharge
 from processing.routing import HANDOFF_HANDLER, route_decide
+from processing.selectors import messages_stranded_unprocessed
 from tenants.connection import tenant_connection
 
 logger = logging.getLogger(__name__)
 
-STRANDED_AFTER = timedelta(minutes=1)
 DELIVERED_STATUSES = {Message.Status.SENT, Message.Status.DELIVERED, Message.Status.READ}
 
 
@@ -361,16 +358,5 @@ def _charge(charge: ReplyCharge) -> ReplyCharge:
 
 def conversations_with_unprocessed_messages() -> list[uuid.UUID]:
     """Conversations whose inbound messages wait past the sweep threshold (a lost task)."""
-    processed_seq = ConversationCursor.objects.filter(conversation=OuterRef("conversation")).values(
-        "processed_seq"
-    )[:1]
-    waiting = (
-        Message.objects.filter(
-            direction=Message.Direction.IN,
-            created_at__lt=timezone.now() - STRANDED_AFTER,
-            conversation__ai_active=True,
-        )
-        .annotate(processed=Coalesce(Subquery(processed_seq), Value(0)))
-        .filter(seq__gt=F("processed"))
-    )
+    waiting = messages_stranded_unprocessed()
     return list(waiting.values_list("conversation_id", flat=True).distinct()[:1000])

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from hub.exceptions import NotFoundError
 from webhooks.models import WebhookDelivery, WebhookSubscription
+
+RETRYABLE = (WebhookDelivery.Status.PENDING, WebhookDelivery.Status.FAILED)
+# The sweeper leaves a delivery alone this long after it is due, so its countdown task runs
+# first; past that, the task was lost (Redis down when the event fired, a worker killed).
+SWEEP_GRACE = timedelta(seconds=60)
 
 
 def webhook_subscription_list() -> QuerySet[WebhookSubscription]:
@@ -34,3 +41,11 @@ def webhook_delivery_get(
     if delivery is None:
         raise NotFoundError("No such delivery.")
     return delivery
+
+
+def webhook_deliveries_overdue() -> QuerySet[WebhookDelivery]:
+    """Deliveries due for longer than SWEEP_GRACE: their task was lost, or their retry was too
+    far off for a countdown (the sweeper's work, webhooks/jobs.py)."""
+    return WebhookDelivery.objects.filter(
+        status__in=RETRYABLE, next_attempt_at__lte=timezone.now() - SWEEP_GRACE
+    )

@@ -30,12 +30,12 @@ from webhooks.client import PostResult, webhook_post
 from webhooks.events import WEBHOOK_EVENTS
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from webhooks.security import UnsafeDestination, webhook_url_check
+from webhooks.selectors import RETRYABLE, webhook_deliveries_overdue
 from webhooks.signing import SIGNATURE_HEADER, webhook_secret_generate, webhook_signature
 
 logger = logging.getLogger(__name__)
 
 Status = WebhookDelivery.Status
-RETRYABLE = (Status.PENDING, Status.FAILED)
 
 EDITABLE_FIELDS = ("url", "events", "secret", "enabled", "description")
 USER_AGENT = "Hub-Webhooks/1"
@@ -44,9 +44,6 @@ USER_AGENT = "Hub-Webhooks/1"
 # holds every ETA task it has taken in memory, and the Redis broker hands unacknowledged ones
 # out again after its visibility timeout.
 COUNTDOWN_LIMIT_SECONDS = 300
-# The sweeper leaves a delivery alone this long after it is due, so its countdown task runs
-# first; past that, the task was lost (Redis down when the event fired, a worker killed).
-SWEEP_GRACE = timedelta(seconds=60)
 SWEEP_BATCH = 500
 # A backlog is swept every minute; each delivery is enqueued at most once per this long, so
 # a stalled worker does not find the queue grown by the same deliveries many times over.
@@ -472,9 +469,8 @@ def webhook_deliveries_enqueue_due() -> dict[str, int]:
     """The sweeper (a per-tenant job, every minute): enqueues deliveries overdue by more than
     SWEEP_GRACE, those whose task was lost or whose retry was too far off for a countdown."""
     schema = tenant_connection().schema_name
-    cutoff = timezone.now() - SWEEP_GRACE
     due = list(
-        WebhookDelivery.objects.filter(status__in=RETRYABLE, next_attempt_at__lte=cutoff)
+        webhook_deliveries_overdue()
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )

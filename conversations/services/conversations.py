@@ -15,6 +15,7 @@ from django.utils import timezone
 from channels_app.models import Channel
 from conversations.events import conversation_payload
 from conversations.models import Contact, Conversation, Operator, Participant
+from conversations.selectors import conversations_snoozed_due
 from hub.events import event_publish
 from hub.exceptions import ApplicationError, ConflictError
 from tenants.selectors import tenant_current
@@ -148,8 +149,7 @@ def conversation_reopen_for_contact(*, conversation: Conversation) -> None:
 def conversations_wake_snoozed() -> dict[str, int]:
     """Opens every snoozed conversation whose time has come (a per-tenant job)."""
     woken = 0
-    due = Conversation.objects.filter(status=Status.SNOOZED, snoozed_until__lte=timezone.now())
-    for conversation_id in due.values_list("pk", flat=True):
+    for conversation_id in conversations_snoozed_due().values_list("pk", flat=True):
         with transaction.atomic():
             conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
             if conversation.status == Status.SNOOZED:
