@@ -39,7 +39,7 @@ def _snoozed_due() -> None:
 
 def _stranded_event() -> None:
     event = InboundEvent.objects.create(
-        channel=ChannelFactory.create(), provider_event_id="e-1", body=b"{}", content_type="json"
+        channel=ChannelFactory.create(), provider_event_id="e-1", body="{}", content_type="json"
     )
     InboundEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - AGO)
 
@@ -100,7 +100,7 @@ def _unchunked_document() -> None:
     KnowledgeDocument.objects.create(title="Hours", body="Open from nine to six.")
 
 
-WORK: dict[str, list[Callable[[], None]]] = {
+WORK: dict[str, list[Callable[[], object]]] = {
     "conversations.wake_snoozed": [_snoozed_due],
     "channels.sweep_inbound": [_stranded_event],
     "channels.sweep_deliveries": [_stuck_reply],
@@ -127,7 +127,7 @@ def test_every_job_run_more_than_hourly_checks_for_work_first() -> None:
     ids=lambda value: value if isinstance(value, str) else value.__name__,
 )
 def test_a_check_says_no_until_there_is_work(
-    tenant_a, tenant_b, job: str, make_work: Callable[[], None]
+    tenant_a, tenant_b, job: str, make_work: Callable[[], object]
 ) -> None:
     for tenant in (tenant_a, tenant_b):
         get_redis().delete(announced_visitors_key(tenant.slug))
