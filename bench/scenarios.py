@@ -406,6 +406,7 @@ def tenants(quick: bool) -> Result:
         schemas = count + 2  # the tenants, the template and bench_one
         runs: dict[str, dict[str, Any]] = {}
         for label, prefix in (("one", "bench_one"), ("many", "bench_many")):
+            cpu_before = stack.cpu_seconds()
             out = drive(
                 stack,
                 {
@@ -439,6 +440,8 @@ def tenants(quick: bool) -> Result:
                 interval=2,
             )
             drain = time.monotonic() - begun
+            cpu = {k: v - cpu_before.get(k, 0.0) for k, v in stack.cpu_seconds().items()}
+            worker_cpu = sum(v for k, v in cpu.items() if k.startswith("worker"))
             counts = inbound_counts(stack, slugs)
             runs[label] = {
                 "accepted_per_s": out["rate_achieved"],
@@ -450,6 +453,10 @@ def tenants(quick: bool) -> Result:
                 "end_to_end_per_s": round(accepted / (out["elapsed_s"] + drain), 1),
                 "drained": bool(drained),
                 "load_avg": load_average(),
+                # Over the run and its drain; beat's share is the periodic jobs' dispatch.
+                "web_cpu_ms_per_webhook": round(1000 * cpu["web"] / max(1, out["sent"]), 2),
+                "worker_cpu_ms_per_answered": round(1000 * worker_cpu / max(1, accepted), 2),
+                "beat_cpu_s": round(cpu.get("beat", 0.0), 2),
             }
         result.details.update(runs=runs, provision_seconds=summary_ms(provision))
         ingest_ratio = runs["many"]["accepted_per_s"] / runs["one"]["accepted_per_s"]

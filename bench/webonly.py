@@ -1,6 +1,9 @@
 """The web tier alone on signed webhooks: the stack without Celery, so its cost is the web's.
 
     python -m bench.webonly --rate 100 --seconds 15 [--web-processes 1] [--workers 0] [--profile]
+                            [--tenants 1]
+
+`--tenants N` spreads the webhooks over N tenants (one channel each), as `bench tenants` does.
 
 Prints what the driver measured and the web processes' CPU per webhook. `--profile` records
 py-spy (GIL-holding samples, collapsed stacks) of every web worker into the run directory.
@@ -24,11 +27,12 @@ def main() -> None:
     parser.add_argument("--web-processes", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--tenants", type=int, default=1)
     args = parser.parse_args()
     options = StackOptions(
         web_processes=args.web_processes, worker_processes=args.workers, beat=False
     )
-    seed = {"groups": [{"prefix": "bench_web", "count": 1, "channels": 1}]}
+    seed = {"groups": [{"prefix": "bench_web", "count": args.tenants, "channels": 1}]}
     with running(options, seed=seed) as (stack, seeded):
         web_workers = stack.processes()["web"][1:]  # the gunicorn arbiter does no requests
         before = stack.cpu_seconds()

@@ -4,6 +4,10 @@ task Celery would run. Nothing of the hub's competes with it for the cores while
 load on the machine still inflates its CPU time: compare runs made minutes apart).
 
     python -m bench.workeronly [--messages 600] [--contacts 200] [--profile cprofile.out]
+                               [--without-agent]
+
+`--without-agent` gives the channel no agent: what storing an inbound message costs alone, the
+ingest scenario's worker.
 
 Prints per answered message: the worker's CPU milliseconds, those of the PostgreSQL backend
 serving it, and SQL statements (by kind, and by the line of the hub's code that ran them); with
@@ -119,13 +123,22 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=600)
     parser.add_argument("--contacts", type=int, default=200)
     parser.add_argument("--profile", default="", help="write cProfile statistics here")
+    parser.add_argument("--without-agent", action="store_true", help="store, do not answer")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         Path(args.child).write_text(json.dumps(_answer_all(args.profile)))
         return
     seed = {
-        "groups": [{"prefix": SLUG, "count": 1, "agent": True, "channels": 1, "credits": 10**8}]
+        "groups": [
+            {
+                "prefix": SLUG,
+                "count": 1,
+                "agent": not args.without_agent,
+                "channels": 1,
+                "credits": 10**8,
+            }
+        ]
     }
     options = StackOptions(web_processes=1, worker_processes=0, beat=False)
     with running(options, seed=seed) as (stack, seeded):

@@ -1,37 +1,106 @@
-"""A short per-process memo for reads on every request (tenant routing, webhook channels).
+"""A per-process memo for reads on every request and message (tenant routing, API keys, webhook
+channels, a tenant's intents and routing rules).
 
-Entries live `HUB_TENANT_CACHE_SECONDS` (5 s): a suspended tenant or a disabled channel takes
-effect within that long in every process. 0 turns it off (the tests).
+Every change to what it holds (a tenant, domain, API key, channel, intent or rule saved or
+deleted: the receivers are connected in each app's `ready`) bumps one generation counter in
+Redis once committed, and clears this process's memo at once. Each process reads the counter
+at most once a second and drops everything when it moved, so a suspension, a revoked key or a
+disabled channel takes effect everywhere within about a second. While the counter is watched,
+an entry lives `HELD_SECONDS`: with a thousand tenants a process meets each of them only every
+few seconds, and re-reading them every `HUB_TENANT_CACHE_SECONDS` (5 s) made the tenant, the
+channel and the tenant row three queries on most webhooks (docs/performance.md, change 17).
+When Redis cannot be read, entries live `HUB_TENANT_CACHE_SECONDS` only, as before.
+
+`HUB_TENANT_CACHE_SECONDS` = 0 turns the memo off (the tests).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Hashable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db import transaction
+from redis.exceptions import RedisError
+
+from hub.redis import get_redis
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 MAX_ENTRIES = 10_000
-_memo: dict[Hashable, tuple[float, object]] = {}
+GENERATION_KEY = "hub:memo:generation"
+CHECK_SECONDS = 1.0
+HELD_SECONDS = 60.0
+
+# key -> (loaded at on time.monotonic(), the generation then, value)
+_memo: dict[Hashable, tuple[float, Any, object]] = {}
+_watch: dict[str, Any] = {"checked_at": float("-inf"), "generation": None, "ok": False}
+
+
+def _watching(now: float) -> bool:
+    """Whether the generation is being watched; reads it when a second has passed since the
+    last read, clearing the memo when it moved."""
+    if now - _watch["checked_at"] < CHECK_SECONDS:
+        return bool(_watch["ok"])
+    _watch["checked_at"] = now
+    try:
+        generation = get_redis().get(GENERATION_KEY)
+    except RedisError as error:
+        if _watch["ok"]:
+            logger.warning("memo generation not read", extra={"error": type(error).__name__})
+        _watch["ok"] = False
+        return False
+    if generation != _watch["generation"] or not _watch["ok"]:
+        # Changes made while the counter could not be read are not known either.
+        _memo.clear()
+        _watch["generation"] = generation
+    _watch["ok"] = True
+    return True
 
 
 def memo_get(key: Hashable, load: Callable[[], T]) -> T:
     ttl = float(getattr(settings, "HUB_TENANT_CACHE_SECONDS", 5))
+    if ttl <= 0:
+        return load()
     now = time.monotonic()
+    watching = _watching(now)
+    # Read before loading: a load that began before a change and ends after another thread
+    # saw its bump is stored under the old generation, so it is never served.
+    generation = _watch["generation"]
     hit = _memo.get(key)
-    if ttl > 0 and hit and hit[0] > now:
-        return hit[1]  # type: ignore[return-value]
+    if hit is not None:
+        loaded_at, loaded_generation, value = hit
+        if watching and loaded_generation == generation and now - loaded_at < HELD_SECONDS:
+            return value  # type: ignore[return-value]
+        if not watching and now - loaded_at < ttl:
+            return value  # type: ignore[return-value]
     value = load()
-    if ttl > 0:
-        if len(_memo) > MAX_ENTRIES:
-            _memo.clear()
-        _memo[key] = (now + ttl, value)
+    if len(_memo) > MAX_ENTRIES:
+        _memo.clear()
+    _memo[key] = (now, generation, value)
     return value
 
 
 def memo_forget(key: Hashable) -> None:
-    """Drops `key` in this process (a change made here shows at once; elsewhere within the TTL)."""
+    """Drops `key` in this process only (the others learn of a change from `memo_changed`)."""
     _memo.pop(key, None)
+
+
+def _bump() -> None:
+    _memo.clear()
+    try:
+        get_redis().incr(GENERATION_KEY)
+    except RedisError as error:
+        # The other processes cannot read the counter either, so they hold entries for
+        # HUB_TENANT_CACHE_SECONDS only; a process that can is told by the next bump.
+        logger.warning("memo generation not bumped", extra={"error": type(error).__name__})
+
+
+def memo_changed(**_: Any) -> None:
+    """Signal receiver for the models the memo holds: once the write commits, every process
+    forgets what it remembers (within CHECK_SECONDS)."""
+    transaction.on_commit(_bump)

@@ -36,7 +36,7 @@ from agents.models import Agent, LlmCall
 from automation.selectors import conversation_sticky_handler
 from conversations.models import Conversation, Message
 from hub.exceptions import ApplicationError, ConflictError, NotFoundError
-from hub.memo import memo_forget, memo_get
+from hub.memo import memo_changed, memo_forget, memo_get
 from processing.context import ConversationContext, last_hand_back_seq
 from processing.handlers.base import HANDLERS, Route
 from processing.handoff import business_hours_check
@@ -209,8 +209,8 @@ def _intent_keywords(*, text: str, catalogue: list[Intent]) -> IntentResult:
 
 
 # The tenant's intents and rules are read for every message and change rarely: remembered per
-# process and schema like tenants and channels (hub/memo.py), forgotten here on every write
-# (processing/apps.py), within HUB_TENANT_CACHE_SECONDS in the other processes.
+# process and schema like tenants and channels (hub/memo.py), forgotten on every write
+# (processing/apps.py): here at once, in the other processes within about a second.
 def _memo_key(kind: str) -> tuple[str, str]:
     return ("routing", f"{tenant_connection().schema_name}:{kind}")
 
@@ -232,6 +232,7 @@ def routing_memo_forget(**_: Any) -> None:
     """Signal receiver: an intent or rule of the current schema was written."""
     memo_forget(_memo_key("intents"))
     memo_forget(_memo_key("rules"))
+    memo_changed()
 
 
 def intent_detect(

@@ -1,0 +1,115 @@
+"""The per-process memo (hub/memo.py): entries outlive HUB_TENANT_CACHE_SECONDS while the
+generation counter in Redis is watched, every change made through the hub bumps it once
+committed, and a process that sees it move forgets everything within a second."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from channels_app.services import channel_update
+from hub import memo
+from hub.redis import get_redis
+from tenants.services import tenant_suspend
+from tests.factories import ChannelFactory
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(settings, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    settings.HUB_TENANT_CACHE_SECONDS = 5
+    fake = Clock()
+    monkeypatch.setattr(memo.time, "monotonic", fake)
+    monkeypatch.setattr(memo, "_memo", {})
+    monkeypatch.setattr(
+        memo, "_watch", {"checked_at": float("-inf"), "generation": None, "ok": False}
+    )
+    return fake
+
+
+class Loads:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> int:
+        self.count += 1
+        return self.count
+
+
+def test_a_change_in_another_process_is_seen_within_a_second(clock: Clock) -> None:
+    load = Loads()
+    assert memo.memo_get("k", load) == 1
+    assert memo.memo_get("k", load) == 1
+    get_redis().incr(memo.GENERATION_KEY)  # what another process's save does once committed
+    clock.now += 0.5
+    assert memo.memo_get("k", load) == 1
+    clock.now += 0.6
+    assert memo.memo_get("k", load) == 2
+
+
+def test_entries_outlive_the_short_lifetime_while_the_counter_is_watched(clock: Clock) -> None:
+    load = Loads()
+    memo.memo_get("k", load)
+    for _ in range(10):
+        clock.now += 29
+        assert memo.memo_get("k", load) == 1
+    clock.now += memo.HELD_SECONDS - 290 + 1
+    assert memo.memo_get("k", load) == 2
+
+
+def test_with_redis_unreadable_entries_live_hub_tenant_cache_seconds(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    monkeypatch.setattr(memo, "get_redis", lambda: dead)
+    load = Loads()
+    memo.memo_get("k", load)
+    clock.now += 4
+    assert memo.memo_get("k", load) == 1
+    clock.now += 2
+    assert memo.memo_get("k", load) == 2
+
+
+def test_a_load_that_straddles_a_change_is_not_served(clock: Clock) -> None:
+    """A load that read the old row, stored after another thread saw the change's bump."""
+    memo.memo_get("warm", Loads())
+
+    def slow_stale_load() -> str:
+        get_redis().incr(memo.GENERATION_KEY)
+        clock.now += 1.5
+        memo.memo_get("other", Loads())  # another thread notices the bump meanwhile
+        return "stale"
+
+    assert memo.memo_get("k", slow_stale_load) == "stale"
+    assert memo.memo_get("k", lambda: "fresh") == "fresh"
+
+
+def test_writes_through_the_hub_bump_the_counter_once_committed(
+    tenant_a, clock: Clock, django_capture_on_commit_callbacks
+) -> None:
+    client = get_redis()
+
+    def generation() -> int:
+        return int(client.get(memo.GENERATION_KEY) or 0)
+
+    with tenant_a.schema():
+        before = generation()
+        with django_capture_on_commit_callbacks(execute=False) as pending:
+            channel = ChannelFactory.create()
+        assert generation() == before  # not before the commit
+        for callback in pending:
+            callback()
+        assert generation() == before + 1
+        with django_capture_on_commit_callbacks(execute=True):
+            channel_update(channel=channel, enabled=False)
+        assert generation() == before + 2
+    with django_capture_on_commit_callbacks(execute=True):
+        tenant_suspend(tenant=tenant_a.tenant)
+    assert generation() > before + 2
