@@ -9,12 +9,29 @@ from typing import Any
 from celery.signals import before_task_publish, task_postrun, task_prerun
 from django.db import close_old_connections
 from tenant_schemas_celery.app import CeleryApp
+from tenant_schemas_celery.task import TenantTask
 
 from hub.context import request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings.local")
 
-app = CeleryApp("hub")
+
+class HubTask(TenantTask):
+    """Switches to the task's tenant taken from the process memo (hub/memo.py), which every
+    change to a tenant clears within a second. tenant-schemas-celery's own cache expires after
+    a fixed time: with a thousand tenants a worker process meets each one only every few
+    minutes, so it read the tenant row before nearly every task."""
+
+    abstract = True
+
+    @classmethod
+    def get_tenant_for_schema(cls, schema_name: str) -> Any:
+        from tenants.selectors import tenant_get_by_schema
+
+        return tenant_get_by_schema(schema_name=schema_name)
+
+
+app = CeleryApp("hub", task_cls=HubTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

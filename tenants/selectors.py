@@ -77,10 +77,16 @@ def tenant_current() -> Tenant:
     tenant = tenant_connection().tenant
     if isinstance(tenant, Tenant):
         return tenant
+    return tenant_get_by_schema(schema_name=tenant.schema_name)
+
+
+def tenant_get_by_schema(*, schema_name: str) -> Tenant:
+    """The tenant of a schema, remembered like every tenant lookup (hub/memo.py): read before
+    every task, and by `tenant_current` under `schema_context`."""
     found = memo_get(
-        ("tenant-schema", tenant.schema_name),
-        lambda: Tenant.objects.filter(schema_name=tenant.schema_name).first(),
+        ("tenant-schema", schema_name),
+        lambda: Tenant.objects.filter(schema_name=schema_name).first(),
     )
     if found is None:
-        raise LookupError(f"No tenant for schema {tenant.schema_name!r}")
+        raise Tenant.DoesNotExist(f"No tenant for schema {schema_name!r}")
     return found

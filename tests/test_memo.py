@@ -9,7 +9,9 @@ import redis
 
 from channels_app.services import channel_update
 from hub import memo
+from hub.celery import HubTask
 from hub.redis import get_redis
+from tenants.models import Tenant
 from tenants.services import tenant_suspend
 from tests.factories import ChannelFactory
 
@@ -115,3 +117,17 @@ def test_writes_through_the_hub_bump_the_counter_once_committed(
     with django_capture_on_commit_callbacks(execute=True):
         tenant_suspend(tenant=tenant_a.tenant)
     assert generation() > before + 2
+
+
+def test_tasks_take_their_tenant_from_the_memo(
+    tenant_a, tenant_b, clock: Clock, django_assert_num_queries
+) -> None:
+    """Before every task the worker switches to the task's tenant: read once per process, not
+    once per task, and each schema gets its own tenant."""
+    first = HubTask.get_tenant_for_schema(schema_name=tenant_a.slug)
+    with django_assert_num_queries(0):
+        again = HubTask.get_tenant_for_schema(schema_name=tenant_a.slug)
+    assert first.pk == again.pk == tenant_a.tenant.pk
+    assert HubTask.get_tenant_for_schema(schema_name=tenant_b.slug).pk == tenant_b.tenant.pk
+    with pytest.raises(Tenant.DoesNotExist):
+        HubTask.get_tenant_for_schema(schema_name="no_such_tenant")

@@ -55,6 +55,3 @@ STORAGES = {
 # task was a fifth of a worker's time (docs/performance.md). Reused, it is still checked before
 # each task like a request's (hub/celery.py), so a restarted PostgreSQL is reconnected to.
 CELERY_DB_REUSE_MAX = env.env_int("HUB_CELERY_DB_REUSE_MAX", 1000)
-# tenant-schemas-celery reads the task's tenant row before every task; cache it as the web's
-# tenant lookups are (a query per task, 3 % of a worker's CPU).
-CELERY_TASK_TENANT_CACHE_SECONDS = env.env_int("HUB_TENANT_CACHE_SECONDS", 5)
