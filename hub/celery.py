@@ -11,6 +11,7 @@ from django.db import close_old_connections
 from tenant_schemas_celery.app import CeleryApp
 from tenant_schemas_celery.task import TenantTask
 
+from hub.broker import broker_transport_install
 from hub.context import request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings.local")
@@ -31,8 +32,9 @@ class HubTask(TenantTask):
         return tenant_get_by_schema(schema_name=schema_name)
 
 
+broker_transport_install()
 app = CeleryApp("hub", task_cls=HubTask)
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.config_from_object("hub.celery_config:CELERY", namespace="CELERY")
 app.autodiscover_tasks()
 
 REQUEST_ID_HEADER = "hub_request_id"

@@ -57,3 +57,30 @@ def test_dispatcher_runs_a_job_once_per_active_tenant(committed_db, worker) -> N
         assert _runs("_template") == []
     finally:
         _clear(a, b)
+
+
+def test_celery_reads_the_django_settings_it_was_given(settings) -> None:
+    from hub.celery import app
+
+    assert app.conf.task_acks_late is settings.CELERY_TASK_ACKS_LATE is True
+    assert app.conf.broker_url == settings.CELERY_BROKER_URL
+    assert app.conf.broker_transport_options == settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    assert app.conf.task_publish_retry_policy == settings.CELERY_TASK_PUBLISH_RETRY_POLICY
+
+
+def test_a_broker_channel_keeps_one_redis_client_per_pool() -> None:
+    from hub.broker import Channel
+    from hub.celery import app
+
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, Channel)
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+            assert first.ping()
+        # A channel that dropped its pool (kombu does on errors) gets a client for the new one.
+        channel._pool = None
+        with channel.conn_or_acquire() as third:
+            assert third is not first
+            assert third.connection_pool is channel.pool
+            assert third.ping()
