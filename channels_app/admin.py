@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from channels_app.delivery import NotRetryable, message_retry
-from channels_app.inbound import inbound_event_enqueue
+from channels_app.inbound import inbound_events_requeue
 from channels_app.models import Channel, DeadLetter, InboundEvent
 from hub.admin_sites import tenant_admin_site
 from tenants.connection import tenant_connection
@@ -85,10 +85,9 @@ class InboundEventAdmin(admin.ModelAdmin):
         queryset.filter(status=InboundEvent.Status.FAILED).update(
             status=InboundEvent.Status.RECEIVED, attempts=0
         )
-        count = sum(
-            inbound_event_enqueue(event_id=pk)
-            for pk in queryset.filter(status=InboundEvent.Status.RECEIVED).values_list(
-                "pk", flat=True
+        count = inbound_events_requeue(
+            event_ids=list(
+                queryset.filter(status=InboundEvent.Status.RECEIVED).values_list("pk", flat=True)
             )
         )
         self.message_user(request, f"{count} event(s) queued for processing.")

@@ -30,7 +30,7 @@ from hub.exceptions import ApplicationError, ConflictError
 
 logger = logging.getLogger(__name__)
 
-# Left unprocessed this long (Redis or the worker was down), an event is enqueued again.
+# Failed attempts before an event is marked failed (an operator can retry it from the admin).
 MAX_ATTEMPTS = 10
 
 
@@ -64,8 +64,17 @@ def inbound_event_enqueue(*, event_id: uuid.UUID | str) -> bool:
             "broker unavailable; inbound event left for the sweeper",
             extra={"event_id": str(event_id), "error": type(error).__name__},
         )
+        InboundEvent.objects.filter(pk=event_id).update(queued_at=None)
         return False
     return True
+
+
+def inbound_events_requeue(*, event_ids: list[uuid.UUID]) -> int:
+    """Hands stored events to the workers again (the sweep, an operator's retry) and notes when,
+    so the sweep leaves them be while they wait in the queue. Returns how many were queued."""
+    queued = [event_id for event_id in event_ids if inbound_event_enqueue(event_id=event_id)]
+    InboundEvent.objects.filter(pk__in=queued).update(queued_at=timezone.now())
+    return len(queued)
 
 
 def _apply_message(channel: Channel, part: InboundMessage, stored: list[Message]) -> None:
@@ -186,7 +195,8 @@ def inbound_event_process(
             event.error = f"{type(error).__name__}: {error}"[:2000]
             if event.attempts >= MAX_ATTEMPTS:
                 event.status = InboundEvent.Status.FAILED
-            event.save(update_fields=["attempts", "error", "status"])
+            event.queued_at = None  # the sweep tries it again
+            event.save(update_fields=["attempts", "error", "status", "queued_at"])
             return event
         event.status = InboundEvent.Status.PROCESSED
         event.processed_at = timezone.now()
@@ -228,9 +238,8 @@ def inbound_event_conversations(*, event_id: uuid.UUID | str) -> list[uuid.UUID]
 
 def inbound_events_sweep() -> dict[str, int]:
     """Enqueues events left unprocessed (broker down at receipt, or a failed attempt)."""
-    stranded = inbound_events_stranded().values_list("pk", flat=True)[:1000]
-    enqueued = sum(inbound_event_enqueue(event_id=event_id) for event_id in stranded)
-    return {"enqueued": enqueued}
+    stranded = list(inbound_events_stranded().values_list("pk", flat=True)[:1000])
+    return {"enqueued": inbound_events_requeue(event_ids=stranded)}
 
 
 class NotAnApiChannel(ApplicationError):

@@ -5,6 +5,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from hub.fields import EncryptedJSONField
 from retention.encryption import TenantEncryptedTextField
@@ -78,6 +79,9 @@ class InboundEvent(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # When a task for it was last handed to the workers; empty when that failed (the broker was
+    # down) or its attempt failed. The sweep re-queues by it (channels_app.selectors).
+    queued_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

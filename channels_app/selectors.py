@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from channels_app.models import Channel, ChannelKind, InboundEvent
 from conversations.models import Message
+from hub.broker import broker_backlogged
 from hub.exceptions import NotFoundError
 from hub.memo import memo_get
 
@@ -44,14 +45,23 @@ def channel_get_for_webhook(*, schema: str, kind: str, channel_token: str) -> Ch
 # --- What the periodic sweeps and polls look for (channels_app/jobs.py) -------------------------
 
 STRANDED_AFTER = timedelta(minutes=1)
+# A task handed over this long ago and not done is taken for lost even while a backlog waits.
+REQUEUE_AFTER = timedelta(minutes=10)
 STUCK_AFTER = timedelta(minutes=15)
 
 
 def inbound_events_stranded() -> QuerySet[InboundEvent]:
-    """Events stored but still unprocessed a minute on: the broker was down at receipt, or an
-    attempt failed."""
+    """Events stored and still unprocessed a minute on whose task is not waiting in the queue:
+    never handed over (the broker was down at receipt), an attempt that failed, or a task lost
+    with its worker (killed mid-way). While tasks wait in the queue, an event handed over a
+    minute ago may be one of them: then only those handed over REQUEUE_AFTER ago count, so a
+    backlog is not queued a second time every minute (docs/performance.md, change 20)."""
+    now = timezone.now()
+    handed_over_before = now - (REQUEUE_AFTER if broker_backlogged() else STRANDED_AFTER)
     return InboundEvent.objects.filter(
-        status=InboundEvent.Status.RECEIVED, received_at__lt=timezone.now() - STRANDED_AFTER
+        Q(queued_at__isnull=True) | Q(queued_at__lt=handed_over_before),
+        status=InboundEvent.Status.RECEIVED,
+        received_at__lt=now - STRANDED_AFTER,
     )
 
 

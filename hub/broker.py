@@ -6,14 +6,22 @@ sixth of publishing a task, on every webhook (docs/performance.md, change 19). A
 only a handle on the channel's connection pool and is safe to share, so each channel keeps one
 for as long as its pool lives. `redis://` and `rediss://` broker URLs resolve to this transport
 once hub.celery is imported.
+
+`broker_backlogged` tells the sweeps whether tasks are waiting in the queue.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
+from kombu.exceptions import ChannelError, OperationalError
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 
 class Channel(kombu_redis.Channel):
@@ -36,3 +44,36 @@ class Transport(kombu_redis.Transport):
 def broker_transport_install() -> None:
     for scheme in ("redis", "rediss"):
         TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
+
+
+# How long a process trusts what it read of the queue: the sweeps that ask run once a minute
+# per tenant, a thousand tenants at a time.
+BACKLOG_CHECK_SECONDS = 5.0
+_backlog: dict[str, float | bool] = {"read_at": float("-inf"), "backlogged": False}
+
+
+def _queue_length(queue: str) -> int:
+    from hub.celery import app
+
+    with app.pool.acquire(block=True) as connection:
+        try:
+            return int(connection.default_channel.queue_declare(queue=queue, passive=True)[1])
+        except ChannelError:  # no such queue yet: nothing was ever queued, or all was taken
+            return 0
+
+
+def broker_backlogged() -> bool:
+    """Whether tasks are waiting in the default queue, read at most every BACKLOG_CHECK_SECONDS
+    per process. False when the broker cannot be read: then nothing can be queued either."""
+    from hub.celery import app
+
+    now = time.monotonic()
+    if now - float(_backlog["read_at"]) < BACKLOG_CHECK_SECONDS:
+        return bool(_backlog["backlogged"])
+    try:
+        waiting = _queue_length(app.conf.task_default_queue)
+    except (RedisError, OperationalError, OSError) as error:
+        logger.warning("broker queue not read", extra={"error": type(error).__name__})
+        waiting = 0
+    _backlog.update(read_at=now, backlogged=waiting > 0)
+    return waiting > 0

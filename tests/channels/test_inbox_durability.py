@@ -79,6 +79,7 @@ def test_webhook_answers_2xx_with_redis_down_and_is_processed_after(committed_db
         with schema_context(slug):
             event = InboundEvent.objects.get()
             assert event.status == "received"
+            assert event.queued_at is None  # never handed over: the broker was down
             # Redis is back (the suite's own); the sweeper finds the stranded event.
             InboundEvent.objects.update(received_at=timezone.now() - timedelta(minutes=5))
         with support.celery_worker(tmp_path) as _worker, schema_context(slug):

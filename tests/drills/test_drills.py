@@ -131,8 +131,10 @@ def _backdate_and_sweep() -> None:
     from processing.jobs import sweep
 
     with schema_context(SLUG):
+        # Handed to the killed worker long enough ago to count as lost behind any backlog.
         InboundEvent.objects.filter(status="received").update(
-            received_at=timezone.now() - timedelta(minutes=5)
+            received_at=timezone.now() - timedelta(minutes=15),
+            queued_at=timezone.now() - timedelta(minutes=15),
         )
         Message.objects.filter(direction="in").update(
             created_at=timezone.now() - timedelta(minutes=5)

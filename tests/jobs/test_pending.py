@@ -41,7 +41,9 @@ def _stranded_event() -> None:
     event = InboundEvent.objects.create(
         channel=ChannelFactory.create(), provider_event_id="e-1", body="{}", content_type="json"
     )
-    InboundEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - AGO)
+    InboundEvent.objects.filter(pk=event.pk).update(
+        received_at=timezone.now() - AGO, queued_at=timezone.now() - AGO
+    )
 
 
 def _stuck_reply() -> None:

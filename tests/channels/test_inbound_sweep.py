@@ -1,0 +1,102 @@
+"""The inbound sweep queues again the events whose task was lost, and leaves those still waiting
+in a backlog alone (docs/performance.md, change 20). Real Redis as the broker, no worker: what
+is queued stays in the queue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from channels_app.inbound import inbound_event_enqueue, inbound_event_process, inbound_events_sweep
+from channels_app.models import ChannelKind, InboundEvent
+from hub import broker
+from hub.celery import app
+from tests.factories import ChannelFactory
+
+WHATSAPP = {"phone_number_id": "1", "access_token": "t", "app_secret": "s", "verify_token": "v"}
+
+
+def _purge() -> None:
+    with app.pool.acquire(block=True) as connection:
+        connection.default_channel.queue_purge(app.conf.task_default_queue)
+
+
+@pytest.fixture
+def empty_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(broker, "BACKLOG_CHECK_SECONDS", 0.0)
+    _purge()
+    yield
+    _purge()
+
+
+def _event(*, received: timedelta, queued: timedelta | None, body: str = "{}") -> InboundEvent:
+    channel = ChannelFactory.create(kind=ChannelKind.WHATSAPP, config=WHATSAPP)
+    event = InboundEvent.objects.create(
+        channel=channel, provider_event_id=str(uuid.uuid4()), body=body, content_type="json"
+    )
+    now = timezone.now()
+    InboundEvent.objects.filter(pk=event.pk).update(
+        received_at=now - received, queued_at=None if queued is None else now - queued
+    )
+    event.refresh_from_db()
+    return event
+
+
+def _requeued(event: InboundEvent) -> bool:
+    """Whether the sweep handed it over (and noted when): its hand-over moved forward."""
+    queued_at = InboundEvent.objects.get(pk=event.pk).queued_at
+    return queued_at is not None and (event.queued_at is None or queued_at > event.queued_at)
+
+
+def test_an_event_whose_task_was_lost_is_queued_again_a_minute_on(
+    tenant_a, tenant_b, empty_queue
+) -> None:
+    with tenant_a.schema():
+        lost = _event(received=timedelta(minutes=2), queued=timedelta(minutes=2))
+        recent = _event(received=timedelta(seconds=20), queued=timedelta(seconds=20))
+    with tenant_b.schema():
+        # Another tenant's sweep neither sees nor queues it.
+        assert inbound_events_sweep() == {"enqueued": 0}
+    assert not broker.broker_backlogged()
+    with tenant_a.schema():
+        assert inbound_events_sweep() == {"enqueued": 1}
+        assert _requeued(lost)
+        assert not _requeued(recent)
+        # Its new task now waits in the queue: the next sweep leaves it there.
+        assert broker.broker_backlogged()
+        assert inbound_events_sweep() == {"enqueued": 0}
+
+
+def test_while_tasks_wait_only_events_handed_over_long_ago_or_never_are_queued(
+    tenant_a, empty_queue
+) -> None:
+    assert inbound_event_enqueue(event_id=uuid.uuid4())
+    assert broker.broker_backlogged()
+    with tenant_a.schema():
+        waiting = _event(received=timedelta(minutes=3), queued=timedelta(minutes=3))
+        lost = _event(received=timedelta(minutes=11), queued=timedelta(minutes=11))
+        never_queued = _event(received=timedelta(minutes=2), queued=None)
+        just_in = _event(received=timedelta(seconds=10), queued=None)
+        assert inbound_events_sweep() == {"enqueued": 2}
+        assert _requeued(lost)
+        assert _requeued(never_queued)
+        assert not _requeued(waiting)
+        assert InboundEvent.objects.get(pk=just_in.pk).queued_at is None
+
+
+def test_a_failed_attempt_leaves_the_event_to_the_sweep(tenant_a, empty_queue) -> None:
+    with tenant_a.schema():
+        broken = _event(received=timedelta(minutes=2), queued=timedelta(seconds=5), body="{nope")
+        inbound_event_process(event_id=broken.pk)
+        broken.refresh_from_db()
+        assert broken.status == InboundEvent.Status.RECEIVED
+        assert broken.attempts == 1
+        assert broken.error
+        assert broken.queued_at is None
+        # Queued again by the next sweep even though it was handed over seconds ago.
+        assert inbound_events_sweep() == {"enqueued": 1}
+        assert _requeued(broken)
