@@ -581,9 +581,14 @@ class _CallRecord:
     def succeeded(self, *, usage: LlmUsage, model: str, response_id: str) -> None:
         self.usage, self.model, self.response_id = usage, model, response_id
 
-    def attempt(self, call: Callable[[], T]) -> T:
+    def attempt(self, call: Callable[[], T], *, closes_circuit: bool = True) -> T:
         """Runs `call` until it succeeds, retrying transient failures with backoff. Every failed
-        attempt counts towards the tenant's breaker; retrying stops once it opens."""
+        attempt counts towards the tenant's breaker; retrying stops once it opens.
+
+        `closes_circuit=False` for a call that only prepares the answer (creating the OpenAI
+        conversation): its success says nothing of the call that answers, so it leaves the
+        failure count alone. Otherwise, in an outage of the answering endpoint alone, each new
+        conversation's preparation reset the count and the circuit never opened."""
         retries = 0
         while True:
             self.attempts += 1
@@ -598,7 +603,8 @@ class _CallRecord:
                 self._log_failure(failure, error)
                 if not failure.transient:
                     # The request itself was refused; the service is up.
-                    self.breaker.record_success(self.schema)
+                    if closes_circuit:
+                        self.breaker.record_success(self.schema)
                     raise LlmUnavailable(failure.reason, _safe_message(error)) from error
                 self.breaker.record_failure(self.schema)
                 retry_after = failure.retry_after
@@ -616,7 +622,8 @@ class _CallRecord:
                 retries += 1
                 time.sleep(_backoff_seconds(retries, retry_after=retry_after))
                 continue
-            self.breaker.record_success(self.schema)
+            if closes_circuit:
+                self.breaker.record_success(self.schema)
             return result
 
     def _log_failure(self, failure: _Failure, error: Exception) -> None:
@@ -695,7 +702,8 @@ def _llm_conversation_ensure(conversation: Conversation, record: _CallRecord) ->
     created = record.attempt(
         lambda: record.client.conversations.create(
             metadata={"hub_conversation_id": str(conversation.pk)}
-        )
+        ),
+        closes_circuit=False,
     )
     updated = Conversation.objects.filter(pk=conversation.pk, llm_conversation_id="").update(
         llm_conversation_id=created.id

@@ -312,6 +312,26 @@ def test_repeated_server_errors_open_the_circuit_for_that_tenant_only(
     assert len(openai_fake.requests) == seen + 2
 
 
+def test_answers_failing_while_conversations_are_created_still_open_the_circuit(
+    tenant_a: TenantInfo, openai_fake: FakeOpenAI, settings: Any
+) -> None:
+    """A partial outage: `POST /v1/conversations` works, `POST /v1/responses` answers 500.
+    Each message comes from a new conversation, whose creation succeeds first."""
+    settings.HUB_LLM_MAX_RETRIES = 0
+    settings.HUB_LLM_BREAKER_THRESHOLD = 3
+    openai_fake.fail(RESPONSES, 500, times=10)
+    with tenant_a.schema():
+        agent = _agent()
+        reasons = []
+        for _ in range(5):
+            with pytest.raises(LlmUnavailable) as raised:
+                _reply(agent, ConversationFactory.create())
+            reasons.append(raised.value.reason)
+    assert reasons == ["server_error"] * 3 + ["circuit_open"] * 2
+    assert len(openai_fake.requests_to("/v1/responses")) == 3
+    assert len(openai_fake.requests_to("/v1/conversations")) == 3
+
+
 def test_a_refused_request_is_not_retried_and_does_not_open_the_circuit(
     tenant_a: TenantInfo, openai_fake: FakeOpenAI, settings: Any
 ) -> None:

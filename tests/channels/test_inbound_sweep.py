@@ -100,3 +100,27 @@ def test_a_failed_attempt_leaves_the_event_to_the_sweep(tenant_a, empty_queue) -
         # Queued again by the next sweep even though it was handed over seconds ago.
         assert inbound_events_sweep() == {"enqueued": 1}
         assert _requeued(broken)
+
+
+def test_an_operator_retries_failed_events_from_the_admin(tenant_a, empty_queue, client) -> None:
+    from django.contrib.auth import get_user_model
+
+    with tenant_a.schema():
+        failed = _event(received=timedelta(hours=2), queued=None)
+        InboundEvent.objects.filter(pk=failed.pk).update(status="failed", attempts=10)
+        failed.refresh_from_db()
+        get_user_model().objects.create_superuser(username="ops", password="pw-ops-123456")
+    client.post(
+        f"/t/{tenant_a.slug}/admin/login/", {"username": "ops", "password": "pw-ops-123456"}
+    )
+    response = client.post(
+        f"/t/{tenant_a.slug}/admin/channels_app/inboundevent/",
+        {"action": "reprocess", "_selected_action": [failed.pk]},
+    )
+    assert response.status_code == 302
+    with tenant_a.schema():
+        retried = InboundEvent.objects.get(pk=failed.pk)
+        assert (retried.status, retried.attempts) == ("received", 0)
+        assert _requeued(failed)
+        # Its task waits in the queue: the sweep leaves it there.
+        assert inbound_events_sweep() == {"enqueued": 0}
