@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -36,7 +37,33 @@ class EmbeddedServerError(RuntimeError):
     pass
 
 
+# Where free ports are looked for: below the kernel's ephemeral range (32768-60999 on Linux
+# unless configured otherwise), which is what `bind(0)` hands out and what every outgoing
+# connection takes its local port from. A port found there could be taken by a client socket
+# before the server meant for it binds (seen as rare start-up failures in the suite).
+FREE_PORT_LOW = 20000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port on 127.0.0.1 that nothing is bound to now, picked at random below the ephemeral
+    range, so that concurrent callers rarely pick the same one."""
+    span = _ephemeral_low() - FREE_PORT_LOW
+    for _ in range(100 if span > 1000 else 0):
+        port = FREE_PORT_LOW + secrets.randbelow(span)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    # An ephemeral range configured unusually low: let the kernel choose.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

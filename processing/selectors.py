@@ -12,18 +12,27 @@ from conversations.models import Message
 from processing.models import ConversationCursor, ReplyCharge
 
 STRANDED_AFTER = timedelta(minutes=1)
+# How far back the sweep looks. It runs every minute in every tenant with work, and without a
+# bound it read every inbound message of the tenant's history each time (90-130 ms with 100,000
+# messages, docs/performance.md change 21); a message a lost task left waiting is found within
+# minutes, and a day covers the longest outage worth answering late.
+SWEEP_WINDOW = timedelta(days=1)
 
 
 def messages_stranded_unprocessed() -> QuerySet[Message]:
-    """Inbound messages of conversations the AI answers, waiting past the threshold."""
+    """Inbound messages of conversations the AI answers, waiting past the threshold (within
+    the last SWEEP_WINDOW: only conversations active since are read)."""
+    now = timezone.now()
     processed_seq = ConversationCursor.objects.filter(conversation=OuterRef("conversation")).values(
         "processed_seq"
     )[:1]
     return (
         Message.objects.filter(
             direction=Message.Direction.IN,
-            created_at__lt=timezone.now() - STRANDED_AFTER,
+            created_at__lt=now - STRANDED_AFTER,
+            created_at__gte=now - SWEEP_WINDOW,
             conversation__ai_active=True,
+            conversation__last_activity_at__gte=now - SWEEP_WINDOW,
         )
         .annotate(processed=Coalesce(Subquery(processed_seq), Value(0)))
         .filter(seq__gt=F("processed"))

@@ -125,3 +125,20 @@ def test_make_run_starts_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> N
         left = [(p.pid, " ".join(p.cmdline())) for p in _processes_using(var_dir)]
         raise AssertionError(f"processes left behind: {left}") from None
     assert not (var_dir / "embedded.json").exists()
+
+
+def test_free_ports_are_picked_below_the_ephemeral_range_and_skip_taken_ones(monkeypatch) -> None:
+    import socket
+
+    from hub import embedded
+
+    ports = {embedded.free_port() for _ in range(50)}
+    assert all(embedded.FREE_PORT_LOW <= port < embedded._ephemeral_low() for port in ports)
+    assert len(ports) > 40  # picked at random, not handed out in turn
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        taken = held.getsockname()[1]
+        free = embedded.free_port()
+        picks = iter([taken - embedded.FREE_PORT_LOW, free - embedded.FREE_PORT_LOW])
+        monkeypatch.setattr(embedded.secrets, "randbelow", lambda _span: next(picks))
+        assert embedded.free_port() == free

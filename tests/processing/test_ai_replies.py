@@ -128,3 +128,26 @@ def test_a_worker_killed_mid_message_answers_once_after_restart(committed_db, tm
                 channel = conversation.channel
                 conversation.delete()
                 channel.delete()
+
+
+def test_the_sweep_looks_back_one_day(tenant_a, tenant_b) -> None:
+    """A message left waiting is found a minute on, and no longer once its conversation has
+    been quiet for longer than the sweep's window (processing.selectors.SWEEP_WINDOW)."""
+    from processing.selectors import SWEEP_WINDOW, messages_stranded_unprocessed
+
+    def backdate(conversation: Conversation, ago: timedelta) -> None:
+        Message.objects.filter(conversation=conversation).update(created_at=timezone.now() - ago)
+        Conversation.objects.filter(pk=conversation.pk).update(
+            last_activity_at=timezone.now() - ago
+        )
+
+    with tenant_a.schema():
+        waiting, quiet = _conversation(), _conversation()
+        _ask(waiting, "Anyone?")
+        _ask(quiet, "Hello?")
+        backdate(waiting, timedelta(hours=20))
+        backdate(quiet, SWEEP_WINDOW + timedelta(hours=1))
+        found = set(messages_stranded_unprocessed().values_list("conversation_id", flat=True))
+        assert found == {waiting.pk}
+    with tenant_b.schema():
+        assert not messages_stranded_unprocessed().exists()
