@@ -5,19 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from conversations.models import Contact, Conversation, Message
-from conversations.selectors import PREFETCHED_ATTACHMENTS
+from conversations.selectors import PREFETCHED_ATTACHMENTS, messages_attachments_load
 
 
 def message_payload(message: Message) -> dict[str, Any]:
     from conversations.api.serializers import MessageOutputSerializer
 
-    content = message.content
-    if not hasattr(message, PREFETCHED_ATTACHMENTS) and not (
-        isinstance(content, dict) and content.get("attachment_id")
-    ):
-        # A message has attachments only when its content names one (conversations.services):
-        # the others' payloads need no query for them (three payloads per answered message).
-        setattr(message, PREFETCHED_ATTACHMENTS, [])
+    if not hasattr(message, PREFETCHED_ATTACHMENTS):
+        # Three payloads per answered message: a message without files costs no query.
+        messages_attachments_load([message])
     return dict(MessageOutputSerializer(message).data)
 
 

@@ -238,7 +238,8 @@ class ConversationListView(GenericAPIView[Conversation]):
             q=filters.get("q") or None,
             updated_after=filters.get("updated_after"),
         )
-        page = self.paginate_queryset(conversations)
+        page = self.paginate_queryset(conversations) or []
+        selectors.messages_attachments_load(conversation.last_message for conversation in page)
         return self.get_paginated_response(ConversationOutputSerializer(page, many=True).data)
 
 
@@ -393,7 +394,8 @@ class MessageListView(GenericAPIView[Message]):
         messages = selectors.message_list_after(
             conversation=conversation, after_seq=filters.get("after_seq")
         )
-        page = self.paginate_queryset(messages)
+        page = self.paginate_queryset(messages) or []
+        selectors.messages_attachments_load(page)
         return self.get_paginated_response(MessageOutputSerializer(page, many=True).data)
 
     @extend_schema(

@@ -209,6 +209,40 @@ def test_list_runs_a_constant_number_of_queries(tenant_a) -> None:
     assert queries() == one
 
 
+def test_a_list_page_reads_files_only_when_a_last_message_names_one(tenant_a) -> None:
+    from conversations.models import Attachment
+    from conversations.services.attachments import message_send_with_attachment
+
+    client = tenant_a.client()
+    with tenant_a.schema():
+        conversation = ConversationFactory.create()
+        _inbound(conversation)
+
+    def file_reads() -> tuple[int, list[dict[str, Any]]]:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(URL)
+        assert response.status_code == 200
+        table = Attachment._meta.db_table
+        return sum(table in query["sql"] for query in captured), response.json()["results"]
+
+    client.get(URL)
+    reads, listed = file_reads()
+    assert (reads, listed[0]["last_message"]["attachments"]) == (0, [])
+    with tenant_a.schema():
+        label = Attachment.objects.create(
+            conversation=conversation, file="label.pdf", filename="label.pdf", size=3
+        )
+        message_send_with_attachment(
+            conversation=conversation,
+            content={"type": "document", "attachment_id": str(label.pk)},
+            sender_type="operator",
+            sender_operator=OperatorFactory.create(),
+        )
+    reads, listed = file_reads()
+    assert reads == 1
+    assert [item["filename"] for item in listed[0]["last_message"]["attachments"]] == ["label.pdf"]
+
+
 def test_retrieve_and_patch(tenant_a) -> None:
     client = tenant_a.client()
     with tenant_a.schema():

@@ -27,6 +27,7 @@ from conversations.api.serializers import (
     MessageOutputSerializer,
 )
 from conversations.models import Attachment, Conversation, Message
+from conversations.services.attachments import message_send_with_attachment
 from conversations.services.messages import (
     message_receive,
     message_send,
@@ -87,19 +88,19 @@ def _messages_of_every_kind(conversation: Conversation, media: Any) -> list[Mess
         contact=conversation.contact,
         content={"type": "text", "text": "Where is my parcel?"},
     )
-    with_file, _ = message_send(
+    # As every path stores a file: the content names it (what the outputs rely on).
+    label = Attachment.objects.create(
         conversation=conversation,
-        content={"type": "text", "text": "Here is the label"},
-        sender_type=Message.SenderType.OPERATOR,
-        sender_operator=operator,
-    )
-    Attachment.objects.create(
-        conversation=conversation,
-        message=with_file,
         file=media,
         filename="label.pdf",
         content_type="application/pdf",
         size=3,
+    )
+    with_file, _ = message_send_with_attachment(
+        conversation=conversation,
+        content={"type": "document", "attachment_id": str(label.pk), "caption": "The label"},
+        sender_type=Message.SenderType.OPERATOR,
+        sender_operator=operator,
     )
     failed, _ = message_send(
         conversation=conversation,
