@@ -70,11 +70,14 @@ def inbound_event_enqueue(*, event_id: uuid.UUID | str) -> bool:
 
 
 def inbound_events_requeue(*, event_ids: list[uuid.UUID]) -> int:
-    """Hands stored events to the workers again (the sweep, an operator's retry) and notes when,
-    so the sweep leaves them be while they wait in the queue. Returns how many were queued."""
-    queued = [event_id for event_id in event_ids if inbound_event_enqueue(event_id=event_id)]
-    InboundEvent.objects.filter(pk__in=queued).update(queued_at=timezone.now())
-    return len(queued)
+    """Hands stored events to the workers again (the sweep, an operator's retry), noting when,
+    so the sweep leaves them be while they wait in the queue. Returns how many were queued.
+
+    The note is committed before the tasks are queued (callers run outside a transaction): a
+    task skips an event whose row another transaction holds, so noting afterwards could lock
+    an event just as its task came for it, leaving it unprocessed until the next sweep."""
+    InboundEvent.objects.filter(pk__in=event_ids).update(queued_at=timezone.now())
+    return sum(inbound_event_enqueue(event_id=event_id) for event_id in event_ids)
 
 
 def _apply_message(channel: Channel, part: InboundMessage, stored: list[Message]) -> None:

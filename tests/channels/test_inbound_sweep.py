@@ -124,3 +124,24 @@ def test_an_operator_retries_failed_events_from_the_admin(tenant_a, empty_queue,
         assert _requeued(failed)
         # Its task waits in the queue: the sweep leaves it there.
         assert inbound_events_sweep() == {"enqueued": 0}
+
+
+def test_the_hand_over_is_noted_before_the_task_is_queued(
+    tenant_a, empty_queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Noting it afterwards locked the event's row just as its task came for it; the task skips
+    a locked event, which then waited for the next sweep (the Redis drill caught it)."""
+    from channels_app import inbound
+
+    with tenant_a.schema():
+        lost = _event(received=timedelta(minutes=2), queued=timedelta(minutes=2))
+        noted_first: list[bool] = []
+        enqueue = inbound.inbound_event_enqueue
+
+        def watched(*, event_id: uuid.UUID | str) -> bool:
+            noted_first.append(_requeued(lost))
+            return enqueue(event_id=event_id)
+
+        monkeypatch.setattr(inbound, "inbound_event_enqueue", watched)
+        assert inbound_events_sweep() == {"enqueued": 1}
+    assert noted_first == [True]
