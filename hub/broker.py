@@ -52,12 +52,13 @@ BACKLOG_CHECK_SECONDS = 5.0
 _backlog: dict[str, float | bool] = {"read_at": float("-inf"), "backlogged": False}
 
 
-def _queue_length(queue: str) -> int:
+def _default_queue_length() -> int:
     from hub.celery import app
 
     with app.pool.acquire(block=True) as connection:
+        channel = connection.default_channel
         try:
-            return int(connection.default_channel.queue_declare(queue=queue, passive=True)[1])
+            return int(channel.queue_declare(queue=app.conf.task_default_queue, passive=True)[1])
         except ChannelError:  # no such queue yet: nothing was ever queued, or all was taken
             return 0
 
@@ -65,13 +66,11 @@ def _queue_length(queue: str) -> int:
 def broker_backlogged() -> bool:
     """Whether tasks are waiting in the default queue, read at most every BACKLOG_CHECK_SECONDS
     per process. False when the broker cannot be read: then nothing can be queued either."""
-    from hub.celery import app
-
     now = time.monotonic()
     if now - float(_backlog["read_at"]) < BACKLOG_CHECK_SECONDS:
         return bool(_backlog["backlogged"])
     try:
-        waiting = _queue_length(app.conf.task_default_queue)
+        waiting = _default_queue_length()
     except (RedisError, OperationalError, OSError) as error:
         logger.warning("broker queue not read", extra={"error": type(error).__name__})
         waiting = 0

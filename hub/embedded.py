@@ -40,7 +40,7 @@ class EmbeddedServerError(RuntimeError):
 # Where free ports are looked for: below the kernel's ephemeral range (32768-60999 on Linux
 # unless configured otherwise), which is what `bind(0)` hands out and what every outgoing
 # connection takes its local port from. A port found there could be taken by a client socket
-# before the server meant for it binds (seen as rare start-up failures in the suite).
+# before the server meant for it binds.
 FREE_PORT_LOW = 20000
 
 
