@@ -6,12 +6,16 @@ load on the machine still inflates its CPU time: compare runs made minutes apart
     python -m bench.workeronly [--messages 600] [--contacts 200] [--profile cprofile.out]
                                [--without-agent]
 
+`HUB_BENCH_NO_HEAP_FREEZE=1` leaves out the worker's heap freeze (hub/heap.py, change 23) to
+weigh it.
+
 `--without-agent` gives the channel no agent: what storing an inbound message costs alone, the
 ingest scenario's worker.
 
-Prints per answered message: the worker's CPU milliseconds, those of the PostgreSQL backend
-serving it, and SQL statements (by kind, and by the line of the hub's code that ran them); with
-`--profile` it writes cProfile's statistics (CPU time) and prints the top of them.
+Prints per answered message: the worker's CPU milliseconds (and those spent collecting
+garbage), those of the PostgreSQL backend serving it, and SQL statements (by kind, and by the
+line of the hub's code that ran them); with `--profile` it writes cProfile's statistics (CPU
+time) and prints the top of them.
 """
 
 from __future__ import annotations
@@ -47,6 +51,22 @@ def _answer_all(profile: str) -> dict[str, Any]:
     import django
 
     django.setup()
+    import gc
+
+    from hub.heap import heap_freeze
+
+    # What each worker process does once started (hub.celery's worker_process_init).
+    if not os.environ.get("HUB_BENCH_NO_HEAP_FREEZE"):
+        heap_freeze()
+    gc_seconds = [0.0, 0.0]
+
+    def gc_timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_seconds[1] = time.perf_counter()
+        else:
+            gc_seconds[0] += time.perf_counter() - gc_seconds[1]
+
+    gc.callbacks.append(gc_timed)
     from django.db import connection
     from django_tenants.utils import tenant_context
 
@@ -91,6 +111,7 @@ def _answer_all(profile: str) -> dict[str, Any]:
             (backend,) = cursor.fetchone()
         started_backend = _cpu_seconds(backend)
         started_cpu, started = time.process_time(), time.perf_counter()
+        gc_seconds[0] = 0.0
         with connection.execute_wrapper(count):
             if profiler:
                 profiler.enable()
@@ -107,6 +128,7 @@ def _answer_all(profile: str) -> dict[str, Any]:
         "messages": len(measured),
         "cpu_ms_per_message": round(1000 * cpu / max(1, len(measured)), 2),
         "postgres_cpu_ms_per_message": round(1000 * backend_cpu / max(1, len(measured)), 2),
+        "gc_ms_per_message": round(1000 * gc_seconds[0] / max(1, len(measured)), 2),
         "wall_ms_per_message": round(1000 * wall / max(1, len(measured)), 2),
         "statements_per_message": round(sum(statements.values()) / max(1, len(measured)), 1),
         "statements_by_kind": {

@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from hub.consumers import SocketHealthConsumer  # noqa: E402
+from hub.heap import heap_freeze  # noqa: E402
 from inbox.routing import websocket_urlpatterns as inbox_sockets  # noqa: E402
 from tenants.websocket import RequireTenant, TenantWebsocketMiddleware  # noqa: E402
 from webchat.routing import websocket_urlpatterns as webchat_sockets  # noqa: E402
@@ -31,3 +32,5 @@ application = ProtocolTypeRouter(
         "websocket": TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )
+
+heap_freeze()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_init
 from django.db import close_old_connections
 from tenant_schemas_celery.app import CeleryApp
 from tenant_schemas_celery.task import TenantTask
@@ -38,6 +38,13 @@ app.config_from_object("hub.celery_config:CELERY", namespace="CELERY")
 app.autodiscover_tasks()
 
 REQUEST_ID_HEADER = "hub_request_id"
+
+
+@worker_process_init.connect
+def _freeze_heap(**_kwargs: Any) -> None:
+    from hub.heap import heap_freeze
+
+    heap_freeze()
 
 
 @before_task_publish.connect
