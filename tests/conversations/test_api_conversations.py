@@ -14,6 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations.models import Conversation, Message, Participant
+from conversations.selectors import Reader, conversation_list_by_activity
+from conversations.services.conversations import participant_mark_read
 from conversations.services.messages import message_receive, message_send
 from tenants.models import ApiKey
 from tenants.services import api_key_issue
@@ -407,3 +409,27 @@ def test_another_tenants_conversation_is_not_found(tenant_a, tenant_b) -> None:
         stored = Conversation.objects.get(pk=conversation.pk)
         assert (stored.status, stored.priority, stored.assignee_id) == ("open", 0, None)
         assert Participant.objects.filter(conversation=conversation).count() == 1
+
+
+def test_an_operators_unread_count_follows_its_own_position_and_skips_deleted_messages(
+    tenant_a,
+) -> None:
+    with tenant_a.schema():
+        conversation = ConversationFactory.create()
+        first, second, third = (_inbound(conversation, text) for text in ("a", "b", "c"))
+        _outbound(conversation, "answer")
+        me, colleague = OperatorFactory.create(), OperatorFactory.create()
+        participant_mark_read(conversation=conversation, seq=first.seq, operator=me)
+        participant_mark_read(conversation=conversation, seq=third.seq, operator=colleague)
+        Message.objects.filter(pk=second.pk).update(deleted_at=timezone.now())
+
+        def unread(reader: Reader) -> int:
+            listed = conversation_list_by_activity(reader=reader).get(pk=conversation.pk)
+            return listed.unread_count
+
+        # After my position: b (deleted) and c; the answer is outbound.
+        assert unread(Reader(operator_id=me.pk)) == 1
+        assert unread(Reader(operator_id=colleague.pk)) == 0
+        # A reader with no position has every live inbound message waiting.
+        assert unread(Reader(operator_id=OperatorFactory.create().pk)) == 2
+        assert unread(Reader(api_key_id=uuid.uuid4())) == 2
