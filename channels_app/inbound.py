@@ -240,7 +240,8 @@ def inbound_event_conversations(*, event_id: uuid.UUID | str) -> list[uuid.UUID]
 
 
 def inbound_events_sweep() -> dict[str, int]:
-    """Enqueues events left unprocessed (broker down at receipt, or a failed attempt)."""
+    """Enqueues events left unprocessed: the broker down at receipt, a failed attempt, or a task
+    lost with its worker (handed over long enough ago; `inbound_events_stranded`)."""
     stranded = list(inbound_events_stranded().values_list("pk", flat=True)[:1000])
     return {"enqueued": inbound_events_requeue(event_ids=stranded)}
 
