@@ -61,7 +61,7 @@ def _lock_key(conversation_id: uuid.UUID | str) -> int:
 # written as SQL: through the ORM, compiling them cost more than the rest of the drain's reads
 # (docs/performance.md).
 _LOCK_SQL = (
-    "SELECT pg_try_advisory_xact_lock(%s), cursor.seq, (SELECT id FROM conversations_message"
+    "SELECT pg_try_advisory_xact_lock(%s), (SELECT id FROM conversations_message"
     " WHERE conversation_id = %s AND direction = %s AND seq > cursor.seq ORDER BY seq LIMIT 1)"
     " FROM (SELECT COALESCE((SELECT processed_seq FROM processing_conversationcursor"
     " WHERE conversation_id = %s), 0) AS seq) cursor"
@@ -77,11 +77,11 @@ _MORE_SQL = (
 )
 
 
-def _try_lock(conversation_id: uuid.UUID | str) -> tuple[int, uuid.UUID | None] | None:
-    """A transaction-scoped advisory lock: released by commit or rollback, even if the worker
-    dies, so no conversation stays locked. Returns how far processing has got (0: not started)
-    and the id of the first inbound message past that (None: none waits), or None when another
-    worker holds the conversation."""
+def _lock_and_next(conversation_id: uuid.UUID | str) -> uuid.UUID | None:
+    """Takes a transaction-scoped advisory lock on the conversation: released by commit or
+    rollback, even if the worker dies, so no conversation stays locked. Returns the id of the
+    first inbound message past the cursor (None: none waits); raises ConversationBusy when
+    another worker holds the conversation."""
     with connection.cursor() as cursor:
         cursor.execute(
             _LOCK_SQL,
@@ -92,8 +92,10 @@ def _try_lock(conversation_id: uuid.UUID | str) -> tuple[int, uuid.UUID | None] 
                 conversation_id,
             ],
         )
-        locked, processed_seq, next_id = cursor.fetchone()
-    return (processed_seq, next_id) if locked else None
+        locked, next_id = cursor.fetchone()
+    if not locked:
+        raise ConversationBusy()
+    return next_id
 
 
 def _cursor_move(conversation_id: uuid.UUID | str, seq: int) -> bool:
@@ -130,10 +132,7 @@ def conversation_drain(
     processed = 0
     while True:
         with transaction.atomic():
-            locked = _try_lock(conversation_id)
-            if locked is None:
-                raise ConversationBusy()
-            next_id = locked[1]
+            next_id = _lock_and_next(conversation_id)
             message = _unprocessed(next_id, known or {}) if next_id else None
             if message is None:
                 return processed
