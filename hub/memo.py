@@ -17,8 +17,8 @@ When Redis cannot be read, entries live `HUB_TENANT_CACHE_SECONDS` only, as befo
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Hashable
+from time import monotonic
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -36,7 +36,7 @@ GENERATION_KEY = "hub:memo:generation"
 CHECK_SECONDS = 1.0
 HELD_SECONDS = 60.0
 
-# key -> (loaded at on time.monotonic(), the generation then, value)
+# key -> (loaded at on monotonic(), the generation then, value)
 _memo: dict[Hashable, tuple[float, Any, object]] = {}
 _watch: dict[str, Any] = {"checked_at": float("-inf"), "generation": None, "ok": False}
 
@@ -66,7 +66,7 @@ def memo_get(key: Hashable, load: Callable[[], T]) -> T:
     ttl = float(getattr(settings, "HUB_TENANT_CACHE_SECONDS", 5))
     if ttl <= 0:
         return load()
-    now = time.monotonic()
+    now = monotonic()
     watching = _watching(now)
     # Read before loading: a load that began before a change and ends after another thread
     # saw its bump is stored under the old generation, so it is never served.

@@ -28,7 +28,8 @@ class Clock:
 def clock(settings, monkeypatch: pytest.MonkeyPatch) -> Clock:
     settings.HUB_TENANT_CACHE_SECONDS = 5
     fake = Clock()
-    monkeypatch.setattr(memo.time, "monotonic", fake)
+    # The memo's own clock only: time.monotonic stays real for everything else in the process.
+    monkeypatch.setattr(memo, "monotonic", fake)
     monkeypatch.setattr(memo, "_memo", {})
     monkeypatch.setattr(
         memo, "_watch", {"checked_at": float("-inf"), "generation": None, "ok": False}
