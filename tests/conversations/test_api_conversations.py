@@ -425,7 +425,7 @@ def test_an_operators_unread_count_follows_its_own_position_and_skips_deleted_me
 
         def unread(reader: Reader) -> int:
             listed = conversation_list_by_activity(reader=reader).get(pk=conversation.pk)
-            return listed.unread_count
+            return int(listed.unread_count)  # type: ignore[attr-defined]
 
         # After my position: b (deleted) and c; the answer is outbound.
         assert unread(Reader(operator_id=me.pk)) == 1
