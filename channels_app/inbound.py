@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
@@ -26,6 +26,7 @@ from conversations.services.contacts import contact_identify
 from conversations.services.conversations import conversation_open
 from conversations.services.edits import message_edit
 from conversations.services.messages import message_receive, message_status_update
+from hub.db import insert_unless_conflict
 from hub.exceptions import ApplicationError, ConflictError
 
 logger = logging.getLogger(__name__)
@@ -34,53 +35,23 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 10
 
 
-# The one statement a webhook writes, as SQL: through the ORM its insert sat in a transaction of
-# its own (BEGIN and COMMIT, two more round trips, so that a redelivery's IntegrityError left
-# the connection usable) and was compiled for every webhook: 0.6 ms more CPU per webhook
-# (docs/performance.md, change 26). ON CONFLICT makes a redelivery no error at all.
-_RECORD_SQL = (
-    "INSERT INTO channels_app_inboundevent (id, channel_id, provider_event_id, body,"
-    " content_type, status, attempts, error, received_at, queued_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, 0, '', %s, %s)"
-    " ON CONFLICT (channel_id, provider_event_id) DO NOTHING RETURNING id"
-)
-
-
 def inbound_event_record(
     *, channel: Channel, provider_event_id: str, body: bytes, content_type: str
 ) -> tuple[InboundEvent, bool]:
     """Commits the raw event. Returns `(event, created)`; `created` is False for a redelivery."""
-    now = timezone.now()
     event = InboundEvent(
         channel=channel,
         provider_event_id=provider_event_id[:255],
         body=body.decode("utf-8", errors="replace"),
         content_type=content_type[:100],
-        received_at=now,
-        queued_at=now,
     )
-    stored_body = InboundEvent._meta.get_field("body").get_db_prep_save(event.body, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _RECORD_SQL,
-            [
-                event.pk,
-                channel.pk,
-                event.provider_event_id,
-                stored_body,
-                event.content_type,
-                event.status,
-                now,
-                now,
-            ],
-        )
-        created = cursor.fetchone() is not None
+    # One statement: a redelivery is turned down by the unique constraint, not an error.
+    created = insert_unless_conflict(event)
     if not created:
         existing = InboundEvent.objects.get(
             channel=channel, provider_event_id=event.provider_event_id
         )
         return existing, False
-    event._state.adding = False
     return event, True
 
 

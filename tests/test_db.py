@@ -10,9 +10,10 @@ from django.db import DataError, connection
 from django.db.backends.postgresql.psycopg_any import register_tzloader
 from psycopg.pq import Format
 
+from channels_app.models import InboundEvent
 from conversations.models import Conversation
-from hub.db import TimestamptzLoader
-from tests.factories import ConversationFactory
+from hub.db import TimestamptzLoader, insert_unless_conflict
+from tests.factories import ChannelFactory, ConversationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -81,3 +82,21 @@ def test_a_stored_time_reads_back_to_the_microsecond(tenant_a) -> None:
     assert read.snoozed_until == when
     assert read.snoozed_until.tzinfo is datetime.UTC
     assert read.created_at.tzinfo is datetime.UTC
+
+
+def test_an_insert_a_unique_constraint_turns_down_writes_nothing_and_says_so(tenant_a) -> None:
+    with tenant_a.schema():
+        channel = ChannelFactory.create()
+        first = InboundEvent(channel=channel, provider_event_id="evt-1", body="{}", content_type="")
+        assert insert_unless_conflict(first)
+        assert not first._state.adding
+        stored = InboundEvent.objects.get(pk=first.pk)
+        # Prepared as save() prepares it: auto_now_add and the defaults filled in.
+        assert stored.received_at is not None
+        assert stored.status == InboundEvent.Status.RECEIVED
+        again = InboundEvent(channel=channel, provider_event_id="evt-1", body="{}", content_type="")
+        assert not insert_unless_conflict(again)
+        assert again._state.adding
+        assert InboundEvent.objects.filter(provider_event_id="evt-1").count() == 1
+        # The connection is still usable in the test's transaction: no error was raised.
+        assert InboundEvent.objects.count() == 1

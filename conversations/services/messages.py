@@ -15,6 +15,7 @@ from django.utils import timezone
 from conversations.content import content_validate
 from conversations.events import message_payload
 from conversations.models import Contact, Conversation, Message, Operator
+from hub.db import insert_unless_conflict
 from hub.events import event_publish
 
 logger = logging.getLogger(__name__)
@@ -107,30 +108,28 @@ def message_create(
     if existing:
         return existing, False
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation,
-                channel_id=conversation.channel_id,
-                seq=last_seq + 1,
-                direction=direction,
-                sender_type=sender_type,
-                sender_contact=sender_contact,
-                sender_operator=sender_operator,
-                content=normalised,
-                text=text,
-                status=status,
-                provider_message_id=provider_message_id,
-                client_id=client_id,
-                is_private=is_private,
-            )
-    except IntegrityError:
+    message = Message(
+        conversation=conversation,
+        channel_id=conversation.channel_id,
+        seq=last_seq + 1,
+        direction=direction,
+        sender_type=sender_type,
+        sender_contact=sender_contact,
+        sender_operator=sender_operator,
+        content=normalised,
+        text=text,
+        status=status,
+        provider_message_id=provider_message_id,
+        client_id=client_id,
+        is_private=is_private,
+    )
+    if not insert_unless_conflict(message):
         # The same provider id arrived for another conversation of the channel meanwhile.
         found = _existing(
             conversation, client_id=client_id, provider_message_id=provider_message_id
         )
         if found is None:
-            raise
+            raise IntegrityError(f"message {message.seq} of {conversation.pk} conflicts")
         return found, False
     with connection.cursor() as cursor:
         cursor.execute(_ADVANCE_SQL, [message.seq, message.pk, now, now, conversation.pk])

@@ -6,8 +6,9 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -37,6 +38,7 @@ from conversations.services.messages import (
     message_status_update,
 )
 from tenants.connection import tenant_connection
+from tests import support
 from tests.factories import ContactFactory, ConversationFactory, OperatorFactory
 
 TEXT = {"type": "text", "text": "hello"}
@@ -172,6 +174,86 @@ def test_repeated_client_id_or_provider_id_returns_the_first_message(tenant_a) -
         assert not repeat_created
         assert repeat.pk == inbound.pk
         assert Conversation.objects.get(pk=conversation.pk).last_seq == 2
+
+
+def test_a_provider_id_stored_meanwhile_in_another_conversation_returns_that_message(
+    committed_db,
+) -> None:
+    """Two conversations of a channel receive the same provider id at once: the second insert
+    waits on the first's unique index entry, is turned down once it commits, and returns the
+    first message instead of failing."""
+    slug = committed_db["a"].slug
+    with schema_context(slug):
+        first_conversation = ConversationFactory.create()
+        second_conversation = ConversationFactory.create(channel=first_conversation.channel)
+    first_stored = threading.Event()
+    results: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def receive(name: str, conversation: Conversation) -> tuple[Message, bool]:
+        return message_receive(
+            conversation=conversation,
+            contact=conversation.contact,
+            content=TEXT,
+            provider_message_id="wamid.race",
+        )
+
+    def first() -> None:
+        try:
+            with schema_context(slug), transaction.atomic():
+                results["first"] = receive("first", first_conversation)
+                first_stored.set()
+                # Commit only once the second insert waits on this one's index entry.
+                support.wait_until(
+                    lambda: _backends_waiting_on_a_lock() > 0, timeout=20, what="the second insert"
+                )
+        except BaseException as error:
+            errors.append(error)
+            first_stored.set()
+        finally:
+            connections.close_all()
+
+    def second() -> None:
+        try:
+            first_stored.wait(20)
+            with schema_context(slug), transaction.atomic():
+                results["second"] = receive("second", second_conversation)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert errors == []
+        stored, created = results["first"]
+        returned, created_again = results["second"]
+        assert created
+        assert not created_again
+        assert returned.pk == stored.pk
+        with schema_context(slug):
+            assert Message.objects.filter(provider_message_id="wamid.race").count() == 1
+            assert Conversation.objects.get(pk=second_conversation.pk).last_seq == 0
+    finally:
+        with schema_context(slug):
+            Conversation.objects.filter(
+                pk__in=[first_conversation.pk, second_conversation.pk]
+            ).update(last_message=None)
+
+
+def _backends_waiting_on_a_lock() -> int:
+    # A connection of its own: inside a transaction PostgreSQL keeps showing the activity it
+    # first read.
+    with psycopg.connect(support.database_url_for_tests(), autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 @pytest.mark.parametrize(
