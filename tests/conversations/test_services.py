@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -56,6 +58,14 @@ def _out(conversation: Conversation, **kwargs: Any) -> Message:
     return message
 
 
+def _run_together(targets: list[Callable[[], None]]) -> None:
+    threads = [threading.Thread(target=target) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+
 def test_seq_is_gap_free_under_20_concurrent_writers(committed_db) -> None:
     slug = committed_db["a"].slug
     with schema_context(slug):
@@ -79,11 +89,7 @@ def test_seq_is_gap_free_under_20_concurrent_writers(committed_db) -> None:
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    _run_together([partial(write, i) for i in range(20)])
     try:
         assert errors == []
         with schema_context(slug):
@@ -223,11 +229,7 @@ def test_a_provider_id_stored_meanwhile_in_another_conversation_returns_that_mes
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    _run_together([first, second])
     try:
         assert errors == []
         stored, created = results["first"]
