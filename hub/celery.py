@@ -13,6 +13,7 @@ from tenant_schemas_celery.task import TenantTask
 
 from hub.broker import broker_transport_install
 from hub.context import request_id_var
+from hub.heap import heap_freeze
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings.local")
 
@@ -42,8 +43,6 @@ REQUEST_ID_HEADER = "hub_request_id"
 
 @worker_process_init.connect
 def _freeze_heap(**_kwargs: Any) -> None:
-    from hub.heap import heap_freeze
-
     heap_freeze()
 
 

@@ -196,7 +196,7 @@ def test_a_provider_id_stored_meanwhile_in_another_conversation_returns_that_mes
     results: dict[str, Any] = {}
     errors: list[BaseException] = []
 
-    def receive(name: str, conversation: Conversation) -> tuple[Message, bool]:
+    def receive(conversation: Conversation) -> tuple[Message, bool]:
         return message_receive(
             conversation=conversation,
             contact=conversation.contact,
@@ -207,7 +207,7 @@ def test_a_provider_id_stored_meanwhile_in_another_conversation_returns_that_mes
     def first() -> None:
         try:
             with schema_context(slug), transaction.atomic():
-                results["first"] = receive("first", first_conversation)
+                results["first"] = receive(first_conversation)
                 first_stored.set()
                 # Commit only once the second insert waits on this one's index entry.
                 support.wait_until(
@@ -223,7 +223,7 @@ def test_a_provider_id_stored_meanwhile_in_another_conversation_returns_that_mes
         try:
             first_stored.wait(20)
             with schema_context(slug), transaction.atomic():
-                results["second"] = receive("second", second_conversation)
+                results["second"] = receive(second_conversation)
         except BaseException as error:
             errors.append(error)
         finally:
