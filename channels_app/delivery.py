@@ -120,10 +120,14 @@ def delivery_sent_subscribe(hook: SentHook) -> None:
 
 @transaction.atomic
 def _record_sent(message: Message, *, provider_message_id: str = "") -> None:
-    if not message_status_update(
+    if message_status_update(
         message=message, status=Message.Status.SENT, provider_message_id=provider_message_id
     ):
-        return
+        delivery_sent_hooks_run(message)
+
+
+def delivery_sent_hooks_run(message: Message) -> None:
+    """The hooks of a message just recorded sent, in the transaction that records it."""
     for hook in _sent_hooks:
         try:
             with transaction.atomic():

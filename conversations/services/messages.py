@@ -176,22 +176,33 @@ def message_send(
     enqueue_delivery: bool = True,
 ) -> tuple[Message, bool]:
     """An outbound message, recorded as `pending` and handed to the channel's delivery after
-    commit. A private note is stored for operators only and never delivered.
+    commit; on the web chat and the API, recorded `sent`. A private note is stored for operators
+    only and never delivered.
     `enqueue_delivery=False`: the caller sends it itself once committed (processing does, from
     the worker that wrote the AI's reply)."""
-    from channels_app.delivery import message_deliver_enqueue
+    from channels_app.delivery import (
+        SELF_DELIVERED,
+        delivery_sent_hooks_run,
+        message_deliver_enqueue,
+    )
 
+    # On the web chat and the API, delivery is the hub's own push when this commits (the
+    # visitor's socket, the integrator's webhook): the message is sent once recorded, with no
+    # delivery task and no second write to say so.
+    pushed = enqueue_delivery and not is_private and conversation.channel.kind in SELF_DELIVERED
     message, created = message_create(
         conversation=conversation,
         direction=Message.Direction.OUT,
         sender_type=sender_type,
         sender_operator=sender_operator,
         content=content,
-        status=Status.SENT if is_private else Status.PENDING,
+        status=Status.SENT if is_private or pushed else Status.PENDING,
         client_id=client_id,
         is_private=is_private,
     )
-    if created and not is_private and enqueue_delivery:
+    if created and pushed:
+        delivery_sent_hooks_run(message)
+    elif created and not is_private and enqueue_delivery:
         message_id = str(message.pk)
         transaction.on_commit(lambda: message_deliver_enqueue(message_id=message_id))
     return message, created

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,7 +15,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from channels_app.delivery import message_deliver
+from channels_app.models import ChannelKind
 from conversations.content import InvalidContent
 from conversations.models import Contact, ContactIdentity, Conversation, Message, Participant
 from conversations.services.contacts import (
@@ -39,6 +40,7 @@ from conversations.services.messages import (
     message_send,
     message_status_update,
 )
+from hub.redis import get_redis
 from tenants.connection import tenant_connection
 from tests import support
 from tests.factories import ContactFactory, ConversationFactory, OperatorFactory
@@ -411,15 +413,51 @@ def test_erase_removes_personal_data_and_messages_but_keeps_counts(tenant_a) -> 
         assert all(m.content == {"type": "unsupported", "description": "erased"} for m in messages)
 
 
-def test_send_hands_webchat_messages_to_delivery_and_keeps_notes_private(tenant_a) -> None:
+def _delivery_tasks_taken(message: Message) -> int:
+    """Takes this message's delivery tasks out of the broker's queue (the suite runs no worker
+    here, and a later one must not find them) and counts them."""
+    redis = get_redis()
+    taken = 0
+    raw: Any
+    for raw in redis.lrange("celery", 0, -1):
+        headers = json.loads(raw)["headers"]
+        if headers["task"] == "channels.message_deliver" and str(message.pk) in headers["argsrepr"]:
+            taken += redis.lrem("celery", 1, raw)
+    return taken
+
+
+def test_send_records_webchat_and_api_messages_sent_without_a_delivery_task(
+    tenant_a, django_capture_on_commit_callbacks
+) -> None:
     with tenant_a.schema():
-        conversation = ConversationFactory.create()
-        message, _ = message_send(conversation=conversation, content=TEXT, sender_type="operator")
-        assert message.status == "pending"
-        message_deliver(message_id=message.pk)
-        assert Message.objects.get(pk=message.pk).status == "sent"
-        note, _ = message_send(
-            conversation=conversation, content=TEXT, sender_type="operator", is_private=True
+        for kind in (ChannelKind.WEBCHAT, ChannelKind.API):
+            conversation = ConversationFactory.create(channel__kind=kind)
+            with django_capture_on_commit_callbacks(execute=True):
+                message, _ = message_send(
+                    conversation=conversation, content=TEXT, sender_type="operator"
+                )
+            assert message.status == "sent"
+            assert Message.objects.get(pk=message.pk).status == "sent"
+            assert _delivery_tasks_taken(message) == 0
+
+
+def test_send_hands_provider_messages_to_delivery_and_keeps_notes_private(
+    tenant_a, django_capture_on_commit_callbacks
+) -> None:
+    with tenant_a.schema():
+        conversation = ConversationFactory.create(
+            channel__kind=ChannelKind.TELEGRAM, channel__config={}
         )
+        with django_capture_on_commit_callbacks(execute=True):
+            message, _ = message_send(
+                conversation=conversation, content=TEXT, sender_type="operator"
+            )
+        assert Message.objects.get(pk=message.pk).status == "pending"
+        assert _delivery_tasks_taken(message) == 1
+        with django_capture_on_commit_callbacks(execute=True):
+            note, _ = message_send(
+                conversation=conversation, content=TEXT, sender_type="operator", is_private=True
+            )
         assert note.is_private
         assert note.status == "sent"
+        assert _delivery_tasks_taken(note) == 0
