@@ -118,16 +118,20 @@ def _conversations_for_reader(
     return conversations
 
 
-def conversation_get(*, conversation_id: uuid.UUID | str, related: bool = True) -> Conversation:
-    """The conversation with its contact, channel, assignee and last message joined in; with
-    `related=False` its own row alone (for a caller that reads nothing else of it)."""
+CONVERSATION_RELATED = ("contact", "channel", "assignee", "last_message")
+
+
+def conversation_get(
+    *, conversation_id: uuid.UUID | str, related: tuple[str, ...] = CONVERSATION_RELATED
+) -> Conversation:
+    """The conversation with its contact, channel, assignee and last message joined in, or only
+    the `related` a caller reads (each join, and the decryption of what it brings, is paid on
+    every call)."""
     conversation = None
     if _valid_uuid(conversation_id):
         conversations = Conversation.objects.filter(pk=conversation_id)
         if related:
-            conversations = conversations.select_related(
-                "contact", "channel", "assignee", "last_message"
-            )
+            conversations = conversations.select_related(*related)
         conversation = conversations.first()
     if conversation is None:
         raise NotFoundError("No such conversation.")

@@ -389,7 +389,7 @@ class MessageListView(GenericAPIView[Message]):
         responses={200: MessageOutputSerializer(many=True), **error_responses(400, 404)},
     )
     def get(self, request: Request, conversation_id: uuid.UUID) -> Response:
-        conversation = selectors.conversation_get(conversation_id=conversation_id, related=False)
+        conversation = selectors.conversation_get(conversation_id=conversation_id, related=())
         filters = _valid(MessageListFilterSerializer, request.query_params)
         messages = selectors.message_list_after(
             conversation=conversation, after_seq=filters.get("after_seq")
@@ -414,7 +414,10 @@ class MessageListView(GenericAPIView[Message]):
         },
     )
     def post(self, request: Request, conversation_id: uuid.UUID) -> Response:
-        conversation = selectors.conversation_get(conversation_id=conversation_id)
+        # The channel is all that sending reads of the conversation.
+        conversation = selectors.conversation_get(
+            conversation_id=conversation_id, related=("channel",)
+        )
         fields = _valid(MessageCreateInputSerializer, request.data)
         message, created = attachment_services.message_send_with_attachment(
             conversation=conversation,
@@ -424,9 +427,13 @@ class MessageListView(GenericAPIView[Message]):
             client_id=fields.get("client_id", ""),
             is_private=fields["is_private"],
         )
-        message = selectors.message_get_in_conversation(
-            conversation=conversation, message_id=message.pk
-        )
+        if created:
+            # The row just written, as written; its file was linked after it was stored.
+            selectors.messages_attachments_load([message])
+        else:
+            message = selectors.message_get_in_conversation(
+                conversation=conversation, message_id=message.pk
+            )
         return Response(
             MessageOutputSerializer(message).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

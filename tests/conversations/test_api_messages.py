@@ -40,6 +40,11 @@ def media(settings, tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _as_read(client: Any, conversation: Conversation, sent: dict[str, Any]) -> dict[str, Any]:
+    """The message a send answered with, as a read of it shows it."""
+    return client.get(_url(conversation, f"messages/{sent['id']}/")).json()
+
+
 def _upload(client: Any, conversation: Conversation, name: str = "photo.png", **kw: Any) -> Any:
     data = kw.pop("data", PNG)
     content_type = kw.pop("content_type", "image/png")
@@ -120,6 +125,7 @@ def test_send_then_repeat_with_the_same_client_id(tenant_a) -> None:
     assert message["status"] == "sent"
     assert message["seq"] == 1
     assert message["client_id"] == "crm-42"
+    assert message == _as_read(client, conversation, message)
     again = client.post(
         _url(conversation),
         {**body, "content": {"type": "text", "text": "a different text"}},
@@ -137,16 +143,25 @@ def test_send_as_an_operator_and_a_private_note(tenant_a) -> None:
     with tenant_a.schema():
         conversation = ConversationFactory.create()
         operator = OperatorFactory.create(display_name="Dana")
-    response = tenant_a.client().post(
-        _url(conversation),
-        {"content": TEXT, "operator": str(operator.pk), "is_private": True},
-        format="json",
-    )
+    client = tenant_a.client()
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(
+            _url(conversation),
+            {"content": TEXT, "operator": str(operator.pk), "is_private": True},
+            format="json",
+        )
+    # The conversation and the operator read, the message written and its conversation moved
+    # on: the answer is the row as written, not read again. (Read before the next request,
+    # which empties the connection's log.)
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert reads
+    assert not any('FROM "conversations_message"' in sql for sql in reads), reads
     assert response.status_code == 201
     body = response.json()
     assert body["sender"] == {"type": "operator", "id": str(operator.pk), "name": "Dana"}
     assert body["is_private"] is True
     assert body["status"] == "sent"
+    assert body == _as_read(client, conversation, body)
 
 
 @pytest.mark.parametrize(
@@ -242,6 +257,7 @@ def test_upload_a_file_and_send_it(tenant_a, media) -> None:
     assert sent.status_code == 201, sent.content
     message = sent.json()
     assert message["attachments"] == [attachment]
+    assert message == _as_read(client, conversation, message)
     assert message["content"] == {
         "type": "image",
         "attachment_id": attachment["id"],
