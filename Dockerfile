@@ -39,4 +39,4 @@ USER hub
 
 EXPOSE 8000
 
-CMD ["gunicorn", "hub.asgi:application", "-k", "uvicorn_worker.UvicornWorker", "-b", "0.0.0.0:8000", "--workers", "2"]
+CMD ["gunicorn", "hub.asgi:application", "-k", "hub.server.UvicornWorker", "-b", "0.0.0.0:8000", "--workers", "2"]

@@ -298,7 +298,7 @@ class Stack:
             app = ["django.core.wsgi:get_wsgi_application()", "--worker-class", "gthread"]
             app += ["--threads", "8"]
         else:
-            app = ["hub.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker"]
+            app = ["hub.asgi:application", "--worker-class", "hub.server.UvicornWorker"]
         self.web = _start(
             "web",
             [

@@ -22,6 +22,7 @@ from typing import IO
 
 from hub import env
 from hub.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError
+from hub.server import COMMAND_FLAGS
 
 CHILD_STOP_SECONDS = 20
 
@@ -135,6 +136,7 @@ def run() -> int:
                 "-m",
                 "uvicorn",
                 "hub.asgi:application",
+                *COMMAND_FLAGS,
                 "--host",
                 host,
                 "--port",

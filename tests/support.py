@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from channels.layers import channel_layers
 from django.conf import settings
 
 from hub.embedded import free_port, wait_for_port
+from hub.server import COMMAND_FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,8 +91,15 @@ PORT_TAKEN = "address already in use"
 
 def uvicorn_command(port: int) -> list[str]:
     """The hub's ASGI application served by uvicorn on 127.0.0.1:`port`, as a child process."""
-    command = [sys.executable, "-m", "uvicorn", "hub.asgi:application"]
+    command = [sys.executable, "-m", "uvicorn", "hub.asgi:application", *COMMAND_FLAGS]
     return [*command, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+
+
+def gunicorn_command(port: int) -> list[str]:
+    """The hub's ASGI application as the Dockerfile serves it: gunicorn with the hub's uvicorn
+    worker class (one worker)."""
+    command = [sys.executable, "-m", "gunicorn", "hub.asgi:application"]
+    return [*command, "-k", "hub.server.UvicornWorker", "-b", f"127.0.0.1:{port}", "-w", "1"]
 
 
 def uvicorn_wait_healthy(server: Process, url: str) -> None:
@@ -102,17 +110,20 @@ def uvicorn_wait_healthy(server: Process, url: str) -> None:
             raise AssertionError(f"uvicorn exited:\n{server.log()}")
         try:
             return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # gunicorn's socket accepts before its worker has started.
             return False
 
     wait_until(healthy, timeout=60, what="uvicorn")
 
 
-def _uvicorn(tmp_path: Path) -> tuple[Process, str]:
+def _uvicorn(
+    tmp_path: Path, command: Callable[[int], list[str]] = uvicorn_command
+) -> tuple[Process, str]:
     """uvicorn on a free port, once it answers /healthz (its log: tmp_path/uvicorn.log)."""
     port = free_port()
     server = start_process(
-        uvicorn_command(port),
+        command(port),
         log_path=tmp_path / "uvicorn.log",
         env=child_env(),
     )
@@ -126,11 +137,14 @@ def _uvicorn(tmp_path: Path) -> tuple[Process, str]:
 
 
 @contextmanager
-def asgi_server(tmp_path: Path) -> Iterator[str]:
+def asgi_server(
+    tmp_path: Path, command: Callable[[int], list[str]] = uvicorn_command
+) -> Iterator[str]:
+    """The hub served on a free port (`command`: `uvicorn_command` or `gunicorn_command`)."""
     # A port found free can be taken by another process before uvicorn binds it: try another.
     for attempt in range(1, 6):
         try:
-            server, url = _uvicorn(tmp_path)
+            server, url = _uvicorn(tmp_path, command)
             break
         except AssertionError as error:
             if PORT_TAKEN not in str(error) or attempt == 5:
