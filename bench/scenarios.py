@@ -534,6 +534,7 @@ def api(quick: bool) -> Result:
             alone[name] = one["by_page"][name] | {
                 "web_cpu_ms_per_page": round(1000 * cpu / max(1, one["requests"]), 2)
             }
+        by_process = stack.cpu_seconds_by_process("web")
         out = drive(
             stack,
             {
@@ -546,7 +547,18 @@ def api(quick: bool) -> Result:
             },
             "api",
         )
-        result.details.update(load=out, alone=alone, seed_seconds=seeded["history"]["seconds"])
+        # Four keep-alive connections over two processes: how they were shared decides the
+        # latencies more than anything else (one process holding three of them is a queue).
+        web_cores = sorted(
+            round((used - by_process.get(pid, 0.0)) / max(out["elapsed_s"], 0.001), 2)
+            for pid, used in stack.cpu_seconds_by_process("web").items()
+        )
+        result.details.update(
+            load=out,
+            alone=alone,
+            seed_seconds=seeded["history"]["seconds"],
+            web_cores_by_process=web_cores,
+        )
         result.figures = {
             "conversations": conversations,
             "messages": messages,

@@ -396,6 +396,16 @@ class Stack:
             used[name] = total
         return used
 
+    def cpu_seconds_by_process(self, name: str) -> dict[int, float]:
+        """CPU time used so far by each process of one group (`web`: gunicorn's arbiter and
+        each worker), to see how the load was shared between them."""
+        used: dict[int, float] = {}
+        for process in self.processes().get(name, []):
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                used[process.pid] = times.user + times.system
+        return used
+
     def fakes_call(self, path: str, body: dict[str, Any] | None = None) -> Any:
         import urllib.request
 

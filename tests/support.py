@@ -130,7 +130,8 @@ def _uvicorn(
     url = f"http://127.0.0.1:{port}"
     try:
         uvicorn_wait_healthy(server, url)
-    except AssertionError:
+    except BaseException:
+        # Whatever stopped the wait, the server must not outlive the test.
         server.stop()
         raise
     return server, url
