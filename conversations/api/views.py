@@ -428,7 +428,7 @@ class MessageListView(GenericAPIView[Message]):
             is_private=fields["is_private"],
         )
         if created:
-            # The row just written, as written; its file was linked after it was stored.
+            # The row just written, as written, with its file.
             selectors.messages_attachments_load([message])
         else:
             message = selectors.message_get_in_conversation(

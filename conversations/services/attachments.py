@@ -163,14 +163,12 @@ def message_send_with_attachment(
         "filename": content.get("filename") or attachment.filename,
         "mime_type": content.get("mime_type") or attachment.content_type,
     }
-    message, created = message_send(
+    return message_send(
         conversation=conversation,
         content=content,
         sender_type=sender_type,
         sender_operator=sender_operator,
         client_id=client_id,
         is_private=is_private,
+        attachment=attachment,
     )
-    attachment.message = message
-    attachment.save(update_fields=["message"])
-    return message, created

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from conversations.content import content_validate
 from conversations.events import message_payload
-from conversations.models import Contact, Conversation, Message, Operator
+from conversations.models import Attachment, Contact, Conversation, Message, Operator
 from hub.db import insert_unless_conflict
 from hub.events import event_publish
 
@@ -90,12 +90,15 @@ def message_create(
     provider_message_id: str = "",
     client_id: str = "",
     is_private: bool = False,
+    attachment: Attachment | None = None,
 ) -> tuple[Message, bool]:
     """Stores a message with the next seq of its conversation. Returns `(message, created)`.
 
     The seq is taken under the conversation row's lock in this transaction, so concurrent
     writers get consecutive seqs with no gap or duplicate. A repeated `client_id` (per
     conversation) or `provider_message_id` (per channel) returns the first message unchanged.
+    `attachment`: the uploaded file the content names, linked to the new message before its
+    `message.created` event is built, so the event carries it.
     """
     normalised, text = content_validate(content)
     with connection.cursor() as cursor:
@@ -131,6 +134,9 @@ def message_create(
         if found is None:
             raise IntegrityError(f"message {message.seq} of {conversation.pk} conflicts")
         return found, False
+    if attachment is not None:
+        attachment.message = message
+        attachment.save(update_fields=["message"])
     with connection.cursor() as cursor:
         cursor.execute(_ADVANCE_SQL, [message.seq, message.pk, now, now, conversation.pk])
     conversation.last_seq, conversation.last_message = message.seq, message
@@ -174,6 +180,7 @@ def message_send(
     client_id: str = "",
     is_private: bool = False,
     enqueue_delivery: bool = True,
+    attachment: Attachment | None = None,
 ) -> tuple[Message, bool]:
     """An outbound message, recorded as `pending` and handed to the channel's delivery after
     commit; on the web chat and the API, recorded `sent`. A private note is stored for operators
@@ -199,6 +206,7 @@ def message_send(
         status=Status.SENT if is_private or pushed else Status.PENDING,
         client_id=client_id,
         is_private=is_private,
+        attachment=attachment,
     )
     if created and pushed:
         delivery_sent_hooks_run(message)

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from conversations.models import Attachment, Conversation, Message
 from conversations.services.messages import message_receive
+from hub import events
 from tests.factories import ConversationFactory, OperatorFactory
 from tests.support import error_of
 
@@ -225,7 +226,11 @@ def test_retrieve_and_soft_delete(tenant_a) -> None:
     assert [item["content"] for item in listed] == [None]
 
 
-def test_upload_a_file_and_send_it(tenant_a, media) -> None:
+def test_upload_a_file_and_send_it(
+    tenant_a, media, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    published: list[tuple[str, str, dict[str, Any]]] = []
+    monkeypatch.setattr(events, "_subscribers", [lambda *event: published.append(event)])
     with tenant_a.schema():
         conversation = ConversationFactory.create()
     client = tenant_a.client()
@@ -246,18 +251,22 @@ def test_upload_a_file_and_send_it(tenant_a, media) -> None:
         assert (media / name).read_bytes() == PNG
     assert attachment["url"].endswith(name)
 
-    sent = client.post(
-        _url(conversation),
-        {
-            "content": {"type": "image", "attachment_id": attachment["id"], "caption": "Here"},
-            "client_id": "img-1",
-        },
-        format="json",
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = client.post(
+            _url(conversation),
+            {
+                "content": {"type": "image", "attachment_id": attachment["id"], "caption": "Here"},
+                "client_id": "img-1",
+            },
+            format="json",
+        )
     assert sent.status_code == 201, sent.content
     message = sent.json()
     assert message["attachments"] == [attachment]
     assert message == _as_read(client, conversation, message)
+    # The live inbox and the integrators' webhooks get the file with the new message.
+    (created,) = [payload for _, name, payload in published if name == "message.created"]
+    assert created["attachments"] == [attachment]
     assert message["content"] == {
         "type": "image",
         "attachment_id": attachment["id"],
