@@ -4,6 +4,7 @@ is queued stays in the queue."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,6 +16,7 @@ from channels_app.inbound import inbound_event_enqueue, inbound_event_process, i
 from channels_app.models import ChannelKind, InboundEvent
 from hub import broker
 from hub.celery import app
+from hub.embedded import free_port
 from tests.factories import ChannelFactory
 
 WHATSAPP = {"phone_number_id": "1", "access_token": "t", "app_secret": "s", "verify_token": "v"}
@@ -145,3 +147,13 @@ def test_the_hand_over_is_noted_before_the_task_is_queued(
         monkeypatch.setattr(inbound, "inbound_event_enqueue", watched)
         assert inbound_events_sweep() == {"enqueued": 1}
     assert noted_first == [True]
+
+
+def test_with_the_broker_down_the_queue_is_taken_for_empty(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(broker, "BACKLOG_CHECK_SECONDS", 0.0)
+    # Nothing answers there (a pool of its own, dropped afterwards).
+    monkeypatch.setitem(app.conf, "broker_url", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setattr(app, "_pool", None)
+    with caplog.at_level(logging.WARNING, logger="hub.broker"):
+        assert broker.broker_backlogged() is False
+    assert [r.getMessage() for r in caplog.records] == ["broker queue not read"]
