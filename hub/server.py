@@ -4,7 +4,7 @@ the hub shares (gunicorn's worker class in production, the `uvicorn` command els
 WebSocket frames go uncompressed. Browsers offer permessage-deflate on every socket and uvicorn
 accepts it by default; each socket then compresses each frame with a compressor of its own, so a
 message fanned out to a conversation's sockets is compressed once per socket: a ninth of a web
-process's CPU in the sockets bench (docs/performance.md, change 29). The hub's frames are a few
+process's CPU in the sockets bench (docs/performance.md, change 30). The hub's frames are a few
 hundred bytes of JSON; sending them as they are costs a little bandwidth and no CPU.
 """
 
