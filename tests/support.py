@@ -117,10 +117,11 @@ def uvicorn_wait_healthy(server: Process, url: str) -> None:
     wait_until(healthy, timeout=60, what="uvicorn")
 
 
-def _uvicorn(
+def _server_started(
     tmp_path: Path, command: Callable[[int], list[str]] = uvicorn_command
 ) -> tuple[Process, str]:
-    """uvicorn on a free port, once it answers /healthz (its log: tmp_path/uvicorn.log)."""
+    """The server `command` starts, on a free port, once it answers /healthz (its log, gunicorn's
+    too: tmp_path/uvicorn.log)."""
     port = free_port()
     server = start_process(
         command(port),
@@ -145,7 +146,7 @@ def asgi_server(
     # A port found free can be taken by another process before uvicorn binds it: try another.
     for attempt in range(1, 6):
         try:
-            server, url = _uvicorn(tmp_path, command)
+            server, url = _server_started(tmp_path, command)
             break
         except AssertionError as error:
             if PORT_TAKEN not in str(error) or attempt == 5:
