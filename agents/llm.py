@@ -40,6 +40,7 @@ from django.db import DatabaseError, transaction
 
 from agents.models import Agent, LlmCall
 from conversations.models import Conversation
+from hub.db import insert
 from hub.redis import get_redis
 from tenants.connection import tenant_connection
 
@@ -644,7 +645,7 @@ class _CallRecord:
         try:
             # A savepoint: a failed insert must not poison the caller's transaction.
             with transaction.atomic():
-                LlmCall.objects.create(
+                call = LlmCall(
                     agent=self.agent,
                     conversation_id=self.conversation_id,
                     purpose=self.purpose,
@@ -661,6 +662,7 @@ class _CallRecord:
                     error_code=error_code[:50],
                     response_id=self.response_id[:100],
                 )
+                insert(call)
         except DatabaseError:
             logger.exception("could not record an LLM call", extra={"schema": self.schema})
 

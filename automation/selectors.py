@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from automation.models import AssessmentFlow, AssessmentRun, CsatRating, Reminder, Task
 from conversations.models import Conversation
+from hub.db import PreparedQuery
 from hub.exceptions import NotFoundError
 from tenants.selectors import tenant_current
 
@@ -72,11 +73,23 @@ def assessment_run_active(*, conversation_id: uuid.UUID | str) -> AssessmentRun 
     return _runs_active(conversation_id).select_related("flow").first()
 
 
+# Asked by routing on every message.
+_ACTIVE_RUN = PreparedQuery(
+    lambda conversation_id, since: AssessmentRun.objects.filter(
+        conversation_id=conversation_id,
+        status=AssessmentRun.Status.IN_PROGRESS,
+        updated_at__gte=since,
+    ).values_list("pk", flat=True)[:1],
+    conversation_id=uuid.UUID,
+    since=datetime.datetime,
+)
+
+
 def conversation_sticky_handler(*, conversation_id: uuid.UUID | str) -> str | None:
     """The handler that owns the conversation's next message whatever routing would say: a
     questionnaire in progress takes the contact's replies as its answers. For routing, on
-    every message: a bare EXISTS."""
-    if _runs_active(conversation_id).exists():
+    every message: one id at most, by a query compiled once (hub.db.PreparedQuery)."""
+    if _ACTIVE_RUN.all(conversation_id=conversation_id, since=timezone.now() - ASSESSMENT_IDLE):
         return "assessment"
     return None
 

@@ -12,6 +12,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from billing.models import CreditBalance, CreditLedgerEntry
+from hub.db import PreparedQuery
 from tenants.connection import tenant_connection
 from tenants.models import Tenant
 
@@ -22,9 +23,14 @@ class CreditPrice:
     per_1k_tokens: int
 
 
+# Before every AI reply.
+_BALANCE = PreparedQuery(
+    lambda: CreditBalance.objects.filter(pk=1).values_list("balance", flat=True)
+)
+
+
 def credit_balance_get() -> int:
-    row = CreditBalance.objects.filter(pk=1).values_list("balance", flat=True).first()
-    return int(row or 0)
+    return int(_BALANCE.first() or 0)
 
 
 def credit_ledger_list() -> QuerySet[CreditLedgerEntry]:

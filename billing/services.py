@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from billing.models import CreditBalance, CreditLedgerEntry
 from billing.selectors import credit_low_threshold_get
+from hub.db import PreparedQuery, insert, save_fields
 from hub.events import event_publish
 from hub.exceptions import ApplicationError, ConflictError
 from inbox.models import Notification
@@ -30,8 +31,17 @@ class IdempotencyKeyReused(ConflictError):
     default_detail = "This idempotency key was used for a different amount."
 
 
+# On every charged reply.
+_BALANCE_LOCKED = PreparedQuery(
+    lambda: CreditBalance.objects.select_for_update().filter(pk=BALANCE_ROW_ID)
+)
+_ENTRY_BY_KEY = PreparedQuery(
+    lambda key: CreditLedgerEntry.objects.filter(idempotency_key=key), key=str
+)
+
+
 def _locked_balance() -> CreditBalance:
-    balance = CreditBalance.objects.select_for_update().filter(pk=BALANCE_ROW_ID).first()
+    balance: CreditBalance | None = _BALANCE_LOCKED.first()
     if balance is None:  # a tenant's first change
         CreditBalance.objects.get_or_create(pk=BALANCE_ROW_ID)
         balance = CreditBalance.objects.select_for_update().get(pk=BALANCE_ROW_ID)
@@ -130,7 +140,7 @@ def credit_debit(
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise InvalidCreditAmount()
     balance = _locked_balance()
-    existing = CreditLedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+    existing: CreditLedgerEntry | None = _ENTRY_BY_KEY.first(key=idempotency_key)
     if existing:
         return existing
     if balance.balance < amount:
@@ -139,13 +149,14 @@ def credit_debit(
             details={"needed": amount, "balance": balance.balance},
         )
     balance.balance -= amount
-    balance.save(update_fields=["balance", "updated_at"])
-    entry = CreditLedgerEntry.objects.create(
+    save_fields(balance, ["balance", "updated_at"])
+    entry = CreditLedgerEntry(
         amount=-amount,
         balance_after=balance.balance,
         reason=reason,
         idempotency_key=idempotency_key,
         message=message_id,
     )
+    insert(entry)
     _low_balance_check(balance)
     return entry

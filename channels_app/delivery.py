@@ -22,6 +22,7 @@ from channels_app.providers.base import OutboundMessage, Provider, RateLimit
 from channels_app.selectors import STUCK_AFTER, messages_stuck_pending
 from conversations.models import ContactIdentity, Message
 from conversations.services.messages import message_status_update
+from hub.db import PreparedQuery
 from hub.exceptions import ApplicationError
 from hub.http import ProviderError
 from hub.ratelimit import token_bucket_take
@@ -65,14 +66,22 @@ def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:
     return max(jittered, retry_after or 0)
 
 
+# Before every send.
+_EXTERNAL_ID = PreparedQuery(
+    lambda contact_id, channel_kind: (
+        ContactIdentity.objects.filter(contact_id=contact_id, channel_kind=channel_kind)
+        .order_by("pk")
+        .values_list("external_id", flat=True)[:1]
+    ),
+    contact_id=uuid.UUID,
+    channel_kind=str,
+)
+
+
 def _outbound(message: Message) -> OutboundMessage:
     conversation = message.conversation
-    identity = (
-        ContactIdentity.objects.filter(
-            contact_id=conversation.contact_id, channel_kind=message.channel.kind
-        )
-        .values_list("external_id", flat=True)
-        .first()
+    identity = _EXTERNAL_ID.first(
+        contact_id=conversation.contact_id, channel_kind=message.channel.kind
     )
     # A message has attachments only when its content names one (conversations.services).
     attachments = message.attachments.all() if message.content.get("attachment_id") else []

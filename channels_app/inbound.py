@@ -26,7 +26,7 @@ from conversations.services.contacts import contact_identify
 from conversations.services.conversations import conversation_open
 from conversations.services.edits import message_edit
 from conversations.services.messages import message_receive, message_status_update
-from hub.db import insert_unless_conflict
+from hub.db import PreparedQuery, insert_unless_conflict, save_fields
 from hub.exceptions import ApplicationError, ConflictError
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,20 @@ def inbound_events_requeue(*, event_ids: list[uuid.UUID]) -> int:
     an event just as its task came for it, leaving it unprocessed until the next sweep."""
     InboundEvent.objects.filter(pk__in=event_ids).update(queued_at=timezone.now())
     return sum(inbound_event_enqueue(event_id=event_id) for event_id in event_ids)
+
+
+# The event a task processes, with its channel and agent, locked: on every inbound message.
+_EVENT_LOCKED = PreparedQuery(
+    # `of=self`: locking the joined channel row too would skip every event whose channel
+    # another webhook or worker is writing under (a key-share lock), leaving it to the sweeper
+    # a minute later (found by the bench, docs/performance.md).
+    lambda event_id: (
+        InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("channel__agent")
+        .filter(pk=event_id, status=InboundEvent.Status.RECEIVED)
+    ),
+    event_id=uuid.UUID,
+)
 
 
 def _apply_message(channel: Channel, part: InboundMessage, stored: list[Message]) -> None:
@@ -172,15 +186,7 @@ def inbound_event_process(
     it stored (text ones), with their conversation, channel, agent and contact loaded.
     """
     with transaction.atomic():
-        event = (
-            # `of=self`: locking the joined channel row too would skip every event whose
-            # channel another webhook or worker is writing under (a key-share lock), leaving it
-            # to the sweeper a minute later (found by the bench, docs/performance.md).
-            InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("channel__agent")
-            .filter(pk=event_id, status=InboundEvent.Status.RECEIVED)
-            .first()
-        )
+        event: InboundEvent | None = _EVENT_LOCKED.first(event_id=event_id)
         if event is None:
             return None
         channel = event.channel
@@ -202,12 +208,12 @@ def inbound_event_process(
             if event.attempts >= MAX_ATTEMPTS:
                 event.status = InboundEvent.Status.FAILED
             event.queued_at = None  # the sweep tries it again
-            event.save(update_fields=["attempts", "error", "status", "queued_at"])
+            save_fields(event, ["attempts", "error", "status", "queued_at"])
             return event
         event.status = InboundEvent.Status.PROCESSED
         event.processed_at = timezone.now()
         event.error = ""
-        event.save(update_fields=["attempts", "status", "processed_at", "error"])
+        save_fields(event, ["attempts", "status", "processed_at", "error"])
         return event
 
 

@@ -1,5 +1,6 @@
-"""PostgreSQL as the hot paths use it: timestamps read by psycopg's C loader, and one-statement
-inserts that a unique constraint may turn down.
+"""PostgreSQL as the hot paths use it: timestamps read by psycopg's C loader, and statements the
+ORM would build and compile on every call built once instead (inserts, one of which a unique
+constraint may turn down; updates of named fields; upserts; `PreparedQuery` for reads).
 
 Timestamps. Django registers a timestamptz loader on every connection that subclasses
 psycopg's pure-Python one, which parses each value with a regular expression: about 5 µs a
@@ -12,13 +13,27 @@ compares on every cursor it opens.
 
 from __future__ import annotations
 
-from datetime import tzinfo
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache, lru_cache
 from typing import Any
 
 import psycopg
+from django.db import DatabaseError, connections, transaction
 from django.db import connection as default_connection
-from django.db.models import Field, Model
+from django.db.models import Field, Model, QuerySet
+from django.db.models.query import (
+    FlatValuesListIterable,
+    ModelIterable,
+    ValuesListIterable,
+    get_related_populators,
+)
+from django.db.models.signals import post_save, pre_save
+from django.db.models.sql.compiler import SQLCompiler
+from django.db.transaction import TransactionManagementError
 from psycopg import abc
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
@@ -63,35 +78,267 @@ def insert_unless_conflict(instance: Model) -> bool:
     (so that the IntegrityError leaves the caller's transaction usable) and is compiled every
     time: two more statements and a compile for every message and webhook stored
     (docs/performance.md, changes 26 and 27). The fields are prepared as `save()` prepares
-    them (defaults, `auto_now_add`, encryption); no signals are sent, so it is only for models
-    without receivers."""
-    fields = _insert_fields(type(instance))
+    them (defaults, `auto_now_add`, encryption); no signals are sent, so models with save
+    receivers are refused."""
+    return _insert(instance, _insert_sql(type(instance), on_conflict="DO NOTHING"))
+
+
+def insert(instance: Model) -> None:
+    """`instance.save()` of a new row (an IntegrityError as the ORM raises it), in a statement
+    built once per model rather than compiled on every call (change 34): prepared as
+    `insert_unless_conflict` prepares it, its database-made key (an auto id) read back."""
+    _insert(instance, _insert_sql(type(instance), on_conflict=""))
+
+
+def upsert(instance: Model, *, unique_fields: list[str], update_fields: list[str]) -> None:
+    """`bulk_create([instance], update_conflicts=True, ...)`: a new row, or `update_fields` of
+    the row holding its `unique_fields` overwritten with its values; one statement built once
+    per model and fields (change 34), prepared as `insert` prepares it."""
+    model = type(instance)
+    columns = _columns(model, tuple(unique_fields))
+    updated = _columns(model, tuple(update_fields)).split(", ")
+    assignments = ", ".join(f"{column} = EXCLUDED.{column}" for column in updated)
+    clause = f"({columns}) DO UPDATE SET {assignments}"
+    _insert(instance, _insert_sql(model, on_conflict=clause))
+
+
+def _concrete(model: type[Model], names: tuple[str, ...]) -> list[Field[Any, Any]]:
+    named = [model._meta.get_field(name) for name in names]
+    fields = [f for f in named if isinstance(f, Field) and f.concrete]
+    if len(fields) != len(names):
+        raise TypeError(f"not columns of {model.__name__}: {names}")
+    return fields
+
+
+@cache
+def _columns(model: type[Model], names: tuple[str, ...]) -> str:
+    quote = default_connection.ops.quote_name
+    return ", ".join(quote(str(field.column)) for field in _concrete(model, names))
+
+
+def save_fields(instance: Model, fields: list[str]) -> None:
+    """`instance.save(update_fields=fields)` of a stored row, in a statement built once per model
+    and fields (change 34): each field prepared as `save()` prepares it (`auto_now`,
+    encryption), no signals (models with save receivers are refused). Raises DatabaseError, as
+    Django does, when no row has the instance's key."""
+    model = type(instance)
+    _refuse_receivers(model)
+    sql, targets = update_statement(model, tuple(fields))
     values = [
-        field.get_db_prep_save(field.pre_save(instance, True), default_connection)
-        for field in fields
+        field.get_db_prep_save(field.pre_save(instance, False), default_connection)
+        for field in targets
     ]
     with default_connection.cursor() as cursor:
-        cursor.execute(_insert_sql(type(instance)), values)
-        inserted = cursor.fetchone() is not None
-    if inserted:
-        instance._state.adding = False
-        instance._state.db = default_connection.alias
-    return inserted
+        key = model._meta.pk.get_db_prep_value(instance.pk, default_connection)
+        cursor.execute(sql, [*values, key])
+        if cursor.rowcount != 1:
+            raise DatabaseError("Save with update_fields did not affect any rows.")
+
+
+def _insert(instance: Model, sql: str) -> bool:
+    model = type(instance)
+    _refuse_receivers(model)
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), default_connection)
+        for field in _insert_fields(model)
+    ]
+    with default_connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    for field, value in zip(model._meta.db_returning_fields, row, strict=False):
+        setattr(instance, field.attname, value)
+    instance._state.adding = False
+    instance._state.db = default_connection.alias
+    return True
+
+
+def _refuse_receivers(model: type[Model]) -> None:
+    if pre_save.has_listeners(model) or post_save.has_listeners(model):
+        raise TypeError(f"{model.__name__} has save receivers: save it through the ORM")
 
 
 @cache
 def _insert_fields(model: type[Model]) -> list[Field[Any, Any]]:
     if model._meta.parents:
         raise TypeError(f"{model.__name__} inherits a table: its rows are two inserts")
-    return [field for field in model._meta.local_concrete_fields if not field.generated]
+    made_by_database = set(model._meta.db_returning_fields)
+    return [
+        field
+        for field in model._meta.local_concrete_fields
+        if not field.generated and field not in made_by_database
+    ]
 
 
 @cache
-def _insert_sql(model: type[Model]) -> str:
+def _insert_sql(model: type[Model], *, on_conflict: str) -> str:
     quote = default_connection.ops.quote_name
     columns = ", ".join(quote(str(field.column)) for field in _insert_fields(model))
     placeholders = ", ".join(["%s"] * len(_insert_fields(model)))
+    returning = ", ".join(quote(str(f.column)) for f in model._meta.db_returning_fields) or "1"
+    conflict = f" ON CONFLICT {on_conflict}" if on_conflict else ""
     return (
         f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
-        " ON CONFLICT DO NOTHING RETURNING 1"
+        f"{conflict} RETURNING {returning}"
     )
+
+
+@cache
+def update_statement(
+    model: type[Model], fields: tuple[str, ...], *, condition: str = ""
+) -> tuple[str, list[Field[Any, Any]]]:
+    """`UPDATE` of `fields` of the row whose key is the first parameter after their values, and
+    `condition` (SQL, its own parameters last) holds: the statement and the fields in order.
+    Built once per model, fields and condition."""
+    quote = default_connection.ops.quote_name
+    targets = _concrete(model, fields)
+    if any(field.primary_key for field in targets):
+        raise TypeError(f"a row's key is not updated here: {fields}")
+    assignments = ", ".join(f"{quote(str(field.column))} = %s" for field in targets)
+    table, key = quote(model._meta.db_table), quote(str(model._meta.pk.column))
+    extra = f" AND {condition}" if condition else ""
+    return f"UPDATE {table} SET {assignments} WHERE {key} = %s{extra}", targets  # noqa: S608
+
+
+# --- Queries compiled once ------------------------------------------------------------------
+
+
+class PreparedQuery:
+    """A query the hot path runs with new values on every message: written with the ORM, built
+    and compiled once per process, then run as its SQL with the call's values.
+
+    Through the ORM a one-row `filter(...).first()` costs about a millisecond of CPU, nine
+    tenths of it building and compiling the query, against a tenth of a millisecond for the
+    statement itself (docs/performance.md, change 33). `build` takes the query's values as
+    keyword arguments, named with their types in `kinds` (uuid.UUID, int, str or datetime):
+    it is called once with stand-ins, and each stand-in must reach the SQL's parameters as it
+    was given (a lookup that rewrites its value, such as `icontains`, is refused). Rows become
+    instances as the ORM makes them (converters, `select_related`, annotations), or tuples and
+    values for `values_list`. Table names are unqualified, so one compiled query serves every
+    tenant's schema."""
+
+    def __init__(self, build: Callable[..., QuerySet[Any, Any]], **kinds: type) -> None:
+        unsupported = {name for name, kind in kinds.items() if kind not in _STAND_INS}
+        if unsupported:
+            raise TypeError(f"no stand-in for the values {sorted(unsupported)}")
+        self._build = build
+        self._kinds = kinds
+        self._ready: _Compiled | None = None
+
+    def all(self, **values: Any) -> list[Any]:
+        compiled = self._ready or self._compile()
+        if values.keys() != self._kinds.keys():
+            raise TypeError(f"expected the values {sorted(self._kinds)}, got {sorted(values)}")
+        params = [
+            slot.value if slot.name is None else _as(values[slot.name], slot.cast)
+            for slot in compiled.slots
+        ]
+        connection = connections[compiled.db]
+        if compiled.locks and connection.get_autocommit():
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        return compiled.load(rows)
+
+    def first(self, **values: Any) -> Any:
+        """The first row of `all`, or None. No order or limit is added, as `QuerySet.first`
+        adds them: a query that can match several rows gives its own."""
+        rows = self.all(**values)
+        return rows[0] if rows else None
+
+    def _compile(self) -> _Compiled:
+        stand_ins = {name: _STAND_INS[kind]() for name, kind in self._kinds.items()}
+        queryset = self._build(**stand_ins)
+        if getattr(queryset, "_known_related_objects", None) or getattr(
+            queryset, "_prefetch_related_lookups", None
+        ):
+            raise TypeError("a prepared query cannot prefetch or come from a related manager")
+        compiler = queryset.query.get_compiler(using=queryset.db)
+        # `as_sql` refuses a locking query outside a transaction; compiling runs nothing.
+        with transaction.atomic(using=queryset.db, savepoint=False):
+            sql, params = compiler.as_sql()
+        by_value = {value: name for name, value in stand_ins.items()}
+        # A value reaches the SQL as the field prepares it, maybe in a type of psycopg's (an
+        # Int8 for a bigint): the call's values are given the same type.
+        slots = [_Slot(name=by_value.get(param), value=param, cast=type(param)) for param in params]
+        missing = set(stand_ins) - {slot.name for slot in slots}
+        if missing:
+            raise TypeError(f"the values {sorted(missing)} do not reach the SQL as given")
+        self._ready = _Compiled(
+            sql=sql,
+            slots=slots,
+            db=queryset.db,
+            locks=queryset.query.select_for_update,
+            load=_loader(queryset, compiler),
+        )
+        return self._ready
+
+
+_STAND_INS: dict[type, Callable[[], Any]] = {
+    uuid.UUID: uuid.uuid4,
+    # Within a 32-bit column's range: Django turns a lookup past it into no SQL at all.
+    int: lambda: 2**20 + secrets.randbelow(2**31 - 2**21),
+    str: lambda: f"prepared-{secrets.token_hex(16)}",
+    datetime: lambda: datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=secrets.randbits(30)),
+}
+
+
+def _as(value: Any, cast: type) -> Any:
+    if value is None:
+        # The ORM writes `IS NULL` for it: another statement than the one compiled.
+        raise TypeError("a prepared query's values cannot be None")
+    return value if type(value) is cast else cast(value)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    name: str | None  # a value of the call, or the query's own constant
+    value: Any
+    cast: type
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    slots: list[_Slot]
+    db: str
+    locks: bool
+    load: Callable[[list[Any]], list[Any]]
+
+
+def _loader(queryset: QuerySet[Any], compiler: SQLCompiler) -> Callable[[list[Any]], list[Any]]:
+    """What `ModelIterable` (or the `values_list` iterables) does with the fetched rows, with
+    everything that depends on the query alone worked out once."""
+    iterable = queryset._iterable_class
+    if iterable is FlatValuesListIterable:
+        return lambda rows: [row[0] for row in compiler.results_iter([rows])]
+    if iterable is ValuesListIterable:
+        return lambda rows: list(compiler.results_iter([rows], tuple_expected=True))
+    if iterable is not ModelIterable:
+        raise TypeError(f"a prepared query gives instances or values_list, not {iterable}")
+    klass_info, select = compiler.klass_info, compiler.select
+    assert klass_info is not None
+    model: type[Model] = klass_info["model"]
+    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+    init_list = [column[0].target.attname for column in select[start:end]]
+    # Django 5.2's signature; the stubs describe a later one.
+    populators = get_related_populators(klass_info, select, queryset.db)  # type: ignore[call-arg]
+    annotations = list((compiler.annotation_col_map or {}).items())
+    db = queryset.db
+
+    def load(rows: list[Any]) -> list[Any]:
+        instances = []
+        for row in compiler.results_iter([rows]):
+            instance = model.from_db(db, init_list, row[start:end])
+            for populator in populators:
+                populator.populate(row, instance)
+            for name, position in annotations:
+                setattr(instance, name, row[position])
+            instances.append(instance)
+        return instances
+
+    return load

@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime
+import functools
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -35,6 +37,7 @@ from agents.llm import CHAT_COMPLETIONS, LlmUnavailable, llm_configured, llm_str
 from agents.models import Agent, LlmCall
 from channels_app.providers.base import content_as_text
 from conversations.models import Conversation, Message
+from hub.db import PreparedQuery
 from hub.redis import get_redis
 from tenants.connection import tenant_connection
 
@@ -163,19 +166,33 @@ def context_summary(*, conversation: Conversation) -> str:
 # --- Messages ---------------------------------------------------------------------------------
 
 
-def _visible(conversation: Conversation) -> QuerySet[Message]:
+def _visible(conversation_id: uuid.UUID) -> QuerySet[Message]:
     """The messages a model may see: not private notes, not deleted, said by someone."""
     return Message.objects.filter(
-        conversation=conversation,
+        conversation_id=conversation_id,
         is_private=False,
         deleted_at__isnull=True,
         sender_type__in=list(ROLES),
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _window_query(limit: int) -> PreparedQuery:
+    # One per limit (agents' window settings: a handful), as a limit is written into the SQL.
+    return PreparedQuery(
+        lambda conversation_id, after, before: (
+            _visible(conversation_id).filter(seq__gt=after, seq__lt=before).order_by("-seq")[:limit]
+        ),
+        conversation_id=uuid.UUID,
+        after=int,
+        before=int,
+    )
+
+
 def _window(conversation: Conversation, *, after: int, before: int, limit: int) -> list[Message]:
-    """The newest `limit` visible messages with `after < seq < before`, oldest first."""
-    newest = _visible(conversation).filter(seq__gt=after, seq__lt=before).order_by("-seq")[:limit]
+    """The newest `limit` visible messages with `after < seq < before`, oldest first: read for
+    every message answered."""
+    newest = _window_query(limit).all(conversation_id=conversation.pk, after=after, before=before)
     return list(reversed(newest))
 
 

@@ -35,6 +35,7 @@ from agents.llm import (
 from agents.models import Agent, LlmCall
 from automation.selectors import conversation_sticky_handler
 from conversations.models import Conversation, Message
+from hub.db import upsert
 from hub.exceptions import ApplicationError, ConflictError, NotFoundError
 from hub.memo import memo_changed, memo_forget, memo_get
 from processing.context import ConversationContext, last_hand_back_seq
@@ -427,25 +428,22 @@ def route_decide(
     tokens = result.tokens + (context.tokens if context else 0)
     # One upsert (a retried drain overwrites its first decision) rather than update_or_create's
     # locked read, savepoints and insert.
-    RoutingDecision.objects.bulk_create(
-        [
-            RoutingDecision(
-                message=message,
-                conversation=conversation,
-                rule=rule,
-                rule_name=rule.name if rule else "",
-                intent=result.intent,
-                confidence=result.confidence,
-                intent_source=result.source,
-                sentiment=result.sentiment,
-                language=result.language,
-                entities=result.entities,
-                handler=handler,
-                reason=reason,
-                tokens=tokens,
-            )
-        ],
-        update_conflicts=True,
+    upsert(
+        RoutingDecision(
+            message=message,
+            conversation=conversation,
+            rule=rule,
+            rule_name=rule.name if rule else "",
+            intent=result.intent,
+            confidence=result.confidence,
+            intent_source=result.source,
+            sentiment=result.sentiment,
+            language=result.language,
+            entities=result.entities,
+            handler=handler,
+            reason=reason,
+            tokens=tokens,
+        ),
         unique_fields=["message"],
         update_fields=DECISION_FIELDS,
     )

@@ -31,6 +31,7 @@ from channels_app.delivery import message_deliver_enqueue, message_deliver_or_re
 from channels_app.providers.base import content_as_text
 from conversations.models import Conversation, Message
 from conversations.services.messages import message_send
+from hub.db import PreparedQuery, insert_unless_conflict, save_fields
 from processing.context import context_prepare, context_use
 from processing.handlers import HANDLERS, HandlerContext
 from processing.handlers.answer import HANDOFF_TEXT
@@ -250,9 +251,8 @@ def message_process(*, message: Message) -> None:
     if replies and result.billable:
         tokens = route.tokens + result.tokens
         # A rerun finds the charge of a reply it wrote before: nothing is inserted twice.
-        ReplyCharge.objects.bulk_create(
-            [ReplyCharge(message=replies[0], amount=_reply_price(tokens), tokens=tokens)],
-            ignore_conflicts=True,
+        insert_unless_conflict(
+            ReplyCharge(message=replies[0], amount=_reply_price(tokens), tokens=tokens)
         )
 
 
@@ -319,6 +319,12 @@ def reply_charge_settle(*, message_id: uuid.UUID | str) -> ReplyCharge | None:
     return _charge(charge)
 
 
+_CHARGE_LOCKED = PreparedQuery(
+    lambda message_id: ReplyCharge.objects.select_for_update().filter(message_id=message_id),
+    message_id=uuid.UUID,
+)
+
+
 def reply_charge_on_sent(message: Message) -> None:
     """The delivery hook (channels_app.delivery.delivery_sent_subscribe): an AI reply that
     reached its provider is charged in the transaction that records it, so a reply is never
@@ -326,7 +332,7 @@ def reply_charge_on_sent(message: Message) -> None:
     a handoff notice) is free. Replies left uncharged some other way are found by the sweep."""
     if message.sender_type != Message.SenderType.AI:
         return
-    charge = ReplyCharge.objects.select_for_update().filter(message_id=message.pk).first()
+    charge: ReplyCharge | None = _CHARGE_LOCKED.first(message_id=message.pk)
     if charge is not None:
         _charge(charge)
 
@@ -348,10 +354,10 @@ def _charge(charge: ReplyCharge) -> ReplyCharge:
             "a delivered reply could not be charged", extra={"message_id": str(message_id)}
         )
         charge.unpaid = True
-        charge.save(update_fields=["unpaid"])
+        save_fields(charge, ["unpaid"])
         return charge
     charge.charged_at = timezone.now()
-    charge.save(update_fields=["charged_at"])
+    save_fields(charge, ["charged_at"])
     return charge
 
 

@@ -1,19 +1,35 @@
-"""Timestamps read from PostgreSQL: psycopg's C loader behind Django's interface (hub/db.py)."""
+"""PostgreSQL as the hot paths use it (hub/db.py): timestamps read by psycopg's C loader behind
+Django's interface, inserts a unique constraint may turn down, queries compiled once."""
 
 from __future__ import annotations
 
 import datetime
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
-from django.db import DataError, connection
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import register_tzloader
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from psycopg.pq import Format
 
-from channels_app.models import InboundEvent
-from conversations.models import Conversation
-from hub.db import TimestamptzLoader, insert_unless_conflict
-from tests.factories import ChannelFactory, ConversationFactory
+from agents.models import LlmCall
+from billing.models import CreditBalance, CreditLedgerEntry
+from channels_app.models import Channel, InboundEvent
+from conversations.models import Contact, ContactIdentity, Conversation, Message
+from conversations.services.messages import message_receive
+from hub.db import (
+    PreparedQuery,
+    TimestamptzLoader,
+    insert,
+    insert_unless_conflict,
+    save_fields,
+    upsert,
+)
+from tests.factories import ChannelFactory, ContactIdentityFactory, ConversationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +116,200 @@ def test_an_insert_a_unique_constraint_turns_down_writes_nothing_and_says_so(ten
         assert InboundEvent.objects.filter(provider_event_id="evt-1").count() == 1
         # The connection is still usable in the test's transaction: no error was raised.
         assert InboundEvent.objects.count() == 1
+
+
+# What the hot paths ask, through PreparedQuery and through the ORM alike.
+IDENTITY_WITH_CONTACT = PreparedQuery(
+    lambda kind, external_id: ContactIdentity.objects.select_related("contact").filter(
+        channel_kind=kind, external_id=external_id
+    ),
+    kind=str,
+    external_id=str,
+)
+MESSAGES_AFTER = PreparedQuery(
+    lambda conversation_id, seq: (
+        Message.objects.select_related("conversation")
+        .filter(conversation_id=conversation_id, seq__gt=seq)
+        .order_by("seq")
+    ),
+    conversation_id=uuid.UUID,
+    seq=int,
+)
+
+
+def test_a_prepared_query_gives_what_the_orm_gives_related_rows_and_decrypted_fields(
+    tenant_a,
+) -> None:
+    with tenant_a.schema():
+        identity = ContactIdentityFactory.create(channel_kind="whatsapp", external_id="+4912")
+        conversation = ConversationFactory.create(contact=identity.contact)
+        for text in ("first", "second", "third"):
+            message_receive(
+                conversation=conversation,
+                contact=identity.contact,
+                content={"type": "text", "text": text},
+            )
+        found = IDENTITY_WITH_CONTACT.first(kind="whatsapp", external_id="+4912")
+        assert found == identity
+        stored_name = Contact.objects.get(pk=identity.contact_id).name
+        with CaptureQueriesContext(connection) as queries:
+            assert found.contact == identity.contact
+            assert found.contact.name == stored_name
+        assert not queries.captured_queries  # the contact came with the identity
+        assert IDENTITY_WITH_CONTACT.first(kind="telegram", external_id="+4912") is None
+
+        prepared = MESSAGES_AFTER.all(conversation_id=conversation.pk, seq=1)
+        orm = list(
+            Message.objects.select_related("conversation")
+            .filter(conversation=conversation, seq__gt=1)
+            .order_by("seq")
+        )
+        assert [m.pk for m in prepared] == [m.pk for m in orm]
+        # The encrypted content decrypted as the ORM decrypts it; instances as from the ORM.
+        assert [m.content for m in prepared] == [
+            {"type": "text", "text": "second"},
+            {"type": "text", "text": "third"},
+        ]
+        assert [m.created_at for m in prepared] == [m.created_at for m in orm]
+        assert all(not m._state.adding and m._state.db == "default" for m in prepared)
+        assert prepared[0].conversation.contact_id == identity.contact_id
+        # A value given as text where the query takes a UUID is converted.
+        again = MESSAGES_AFTER.all(conversation_id=str(conversation.pk), seq=2)
+        assert [m.pk for m in again] == [orm[1].pk]
+
+
+def test_a_prepared_query_reads_the_current_tenants_rows_only(tenant_a, tenant_b) -> None:
+    query = PreparedQuery(
+        lambda external_id: ContactIdentity.objects.filter(external_id=external_id),
+        external_id=str,
+    )
+    with tenant_a.schema():
+        in_a = ContactIdentityFactory.create(channel_kind="telegram", external_id="42")
+        assert query.all(external_id="42") == [in_a]  # compiled here, in tenant a's schema
+    with tenant_b.schema():
+        assert query.all(external_id="42") == []
+        in_b = ContactIdentityFactory.create(channel_kind="telegram", external_id="42")
+        assert query.all(external_id="42") == [in_b]
+    with tenant_a.schema():
+        assert query.all(external_id="42") == [in_a]
+
+
+def test_a_prepared_values_list_gives_tuples_or_values(tenant_a) -> None:
+    flat = PreparedQuery(
+        lambda contact_id: (
+            ContactIdentity.objects.filter(contact_id=contact_id)
+            .order_by("external_id")
+            .values_list("external_id", flat=True)
+        ),
+        contact_id=uuid.UUID,
+    )
+    pairs = PreparedQuery(
+        lambda contact_id: (
+            ContactIdentity.objects.filter(contact_id=contact_id)
+            .order_by("external_id")
+            .values_list("channel_kind", "external_id")
+        ),
+        contact_id=uuid.UUID,
+    )
+    with tenant_a.schema():
+        first = ContactIdentityFactory.create(channel_kind="sms", external_id="+1")
+        ContactIdentityFactory.create(
+            contact=first.contact, channel_kind="email", external_id="a@x"
+        )
+        assert flat.all(contact_id=first.contact_id) == ["+1", "a@x"]
+        assert pairs.all(contact_id=first.contact_id) == [("sms", "+1"), ("email", "a@x")]
+        assert pairs.first(contact_id=uuid.uuid4()) is None
+
+
+def test_a_prepared_query_whose_lookup_rewrites_its_value_is_refused(tenant_a) -> None:
+    query = PreparedQuery(
+        lambda text: ContactIdentity.objects.filter(external_id__icontains=text), text=str
+    )
+    with tenant_a.schema(), pytest.raises(TypeError, match="do not reach the SQL"):
+        query.all(text="4")
+    with pytest.raises(TypeError, match="no stand-in"):
+        PreparedQuery(lambda flag: ContactIdentity.objects.filter(pk=flag), flag=bool)
+
+
+def test_a_prepared_query_takes_exactly_its_values_and_none_of_them_none(tenant_a) -> None:
+    with tenant_a.schema(), pytest.raises(TypeError, match="expected the values"):
+        IDENTITY_WITH_CONTACT.all(kind="sms")
+    with tenant_a.schema(), pytest.raises(TypeError, match="cannot be None"):
+        IDENTITY_WITH_CONTACT.all(kind="sms", external_id=None)
+
+
+def test_a_prepared_locking_query_locks_and_is_refused_outside_a_transaction(tenant_a) -> None:
+    locked = PreparedQuery(
+        lambda external_id: ContactIdentity.objects.select_for_update().filter(
+            external_id=external_id
+        ),
+        external_id=str,
+    )
+    with tenant_a.schema(), CaptureQueriesContext(connection) as queries:
+        assert locked.all(external_id="nobody") == []  # the test's transaction
+    assert queries.captured_queries[-1]["sql"].endswith("FOR UPDATE")
+
+    def outside() -> None:
+        # A thread of its own has a connection of its own, in autocommit as a request's is.
+        try:
+            with tenant_a.schema(), pytest.raises(TransactionManagementError):
+                locked.all(external_id="nobody")
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(outside).result()
+
+
+def test_an_insert_reads_back_the_key_the_database_made_and_raises_on_a_conflict(
+    tenant_a,
+) -> None:
+    with tenant_a.schema():
+        call = LlmCall(purpose=LlmCall.Purpose.REPLY, api_mode="responses", outcome="ok")
+        insert(call)
+        assert isinstance(call.pk, int)
+        assert not call._state.adding
+        stored = LlmCall.objects.get(pk=call.pk)
+        assert stored.created_at == call.created_at  # auto_now_add filled as save() fills it
+        first = CreditLedgerEntry(amount=5, balance_after=5, reason="x", idempotency_key="k")
+        insert(first)
+        assert CreditLedgerEntry.objects.get(idempotency_key="k").pk == first.pk
+        with pytest.raises(IntegrityError), transaction.atomic():
+            insert(CreditLedgerEntry(amount=5, balance_after=10, reason="x", idempotency_key="k"))
+        assert CreditLedgerEntry.objects.filter(idempotency_key="k").count() == 1
+
+
+def test_save_fields_writes_the_named_fields_only_as_save_would(tenant_a) -> None:
+    with tenant_a.schema():
+        balance, _ = CreditBalance.objects.update_or_create(pk=1, defaults={"balance": 10})
+        before = balance.updated_at
+        balance.balance = 7
+        balance.low_alerted_at = timezone.now()  # changed in memory, not named
+        save_fields(balance, ["balance", "updated_at"])
+        stored = CreditBalance.objects.get(pk=1)
+        assert stored.balance == 7
+        assert stored.low_alerted_at is None
+        assert stored.updated_at > before  # auto_now, as save(update_fields=...) sets it
+        assert stored.updated_at == balance.updated_at
+        CreditBalance.objects.filter(pk=1).delete()
+        with pytest.raises(DatabaseError, match="did not affect"), transaction.atomic():
+            save_fields(balance, ["balance"])
+
+
+def test_writes_without_signals_are_refused_for_models_with_save_receivers(tenant_a) -> None:
+    with tenant_a.schema():
+        channel = ChannelFactory.create()
+        with pytest.raises(TypeError, match="save receivers"):
+            save_fields(channel, ["name"])
+        with pytest.raises(TypeError, match="save receivers"):
+            insert(Channel(kind="api", name="x"))
+
+
+def test_an_upsert_inserts_then_overwrites_the_named_fields_of_the_row_it_meets(tenant_a) -> None:
+    with tenant_a.schema():
+        first = CreditLedgerEntry(amount=5, balance_after=5, reason="first", idempotency_key="u")
+        upsert(first, unique_fields=["idempotency_key"], update_fields=["reason"])
+        again = CreditLedgerEntry(amount=9, balance_after=9, reason="again", idempotency_key="u")
+        upsert(again, unique_fields=["idempotency_key"], update_fields=["reason"])
+        (stored,) = CreditLedgerEntry.objects.filter(idempotency_key="u")
+        assert (stored.pk, stored.reason, stored.amount) == (first.pk, "again", 5)

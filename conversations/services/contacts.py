@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from conversations.events import contact_payload
 from conversations.models import Contact, ContactIdentity, Message, Participant
+from hub.db import PreparedQuery
 from hub.events import event_publish
 from hub.exceptions import ApplicationError, ConflictError
 
@@ -52,15 +53,23 @@ def contact_update(*, contact: Contact, **fields: Any) -> Contact:
     return contact
 
 
+# On every inbound message.
+_IDENTITY_WITH_CONTACT = PreparedQuery(
+    lambda channel_kind, external_id: ContactIdentity.objects.select_related("contact").filter(
+        channel_kind=channel_kind, external_id=external_id
+    ),
+    channel_kind=str,
+    external_id=str,
+)
+
+
 def contact_identify(
     *, channel_kind: str, external_id: str, name: str = "", **fields: Any
 ) -> tuple[Contact, bool]:
     """The contact a channel knows by `external_id`, created on first sight. Safe when two
     webhooks for a new contact race: one creates, the other finds it."""
-    identity = (
-        ContactIdentity.objects.select_related("contact")
-        .filter(channel_kind=channel_kind, external_id=external_id)
-        .first()
+    identity: ContactIdentity | None = _IDENTITY_WITH_CONTACT.first(
+        channel_kind=channel_kind, external_id=external_id
     )
     if identity:
         return identity.contact, False

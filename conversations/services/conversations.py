@@ -16,6 +16,7 @@ from channels_app.models import Channel
 from conversations.events import conversation_payload
 from conversations.models import Contact, Conversation, Operator, Participant
 from conversations.selectors import conversations_snoozed_due
+from hub.db import PreparedQuery
 from hub.events import event_publish
 from hub.exceptions import ApplicationError, ConflictError
 from tenants.selectors import tenant_current
@@ -33,6 +34,17 @@ class GroupFull(ConflictError):
     default_code = "group_full"
 
 
+# On every inbound message.
+_LATEST_OF_THREAD = PreparedQuery(
+    lambda channel_id, contact_id, provider_thread_id: Conversation.objects.filter(
+        channel_id=channel_id, contact_id=contact_id, provider_thread_id=provider_thread_id
+    ).order_by("-created_at")[:1],
+    channel_id=uuid.UUID,
+    contact_id=uuid.UUID,
+    provider_thread_id=str,
+)
+
+
 # No savepoint of its own inside a transaction, as the message services (messages.py).
 @transaction.atomic(savepoint=False)
 def conversation_open(
@@ -44,12 +56,8 @@ def conversation_open(
 ) -> tuple[Conversation, bool]:
     """The conversation a contact's message on a channel belongs to: the latest one of that
     thread, or a new one with the contact as its customer."""
-    existing = (
-        Conversation.objects.filter(
-            channel=channel, contact=contact, provider_thread_id=provider_thread_id
-        )
-        .order_by("-created_at")
-        .first()
+    existing: Conversation | None = _LATEST_OF_THREAD.first(
+        channel_id=channel.pk, contact_id=contact.pk, provider_thread_id=provider_thread_id
     )
     if existing:
         # As the caller has them: whoever answers the message needs them.
