@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
 from django_tenants.utils import schema_context
 
 from hub.context import request_id_var
@@ -84,3 +91,48 @@ def test_a_broker_channel_keeps_one_redis_client_per_pool() -> None:
             assert third is not first
             assert third.connection_pool is channel.pool
             assert third.ping()
+
+
+PRODUCTION_DATABASE_SETTINGS = """
+import json, sys
+sys.argv = [sys.argv[1]]
+from django.conf import settings
+database = settings.DATABASES["default"]
+print(json.dumps([database["CONN_MAX_AGE"], "pool" in database["OPTIONS"],
+                  settings.CELERY_DB_REUSE_MAX]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("program", "environment", "expected"),
+    [
+        # A worker keeps one connection an hour, whatever the number of tasks: a reconnect drops
+        # PostgreSQL's catalog caches for every tenant schema (docs/performance.md, change 35).
+        ("/venv/lib/python3/site-packages/celery/__main__.py", {}, [3600, False, 1_000_000]),
+        ("/venv/bin/celery", {"HUB_DB_CONN_MAX_AGE": "300"}, [300, False, 1_000_000]),
+        # Web processes pool their connections instead.
+        ("/venv/bin/gunicorn", {}, [0, True, 1_000_000]),
+    ],
+)
+def test_production_database_connections_by_process(
+    program: str, environment: dict[str, str], expected: list[object]
+) -> None:
+    from cryptography.fernet import Fernet
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HUB_")},
+        "DJANGO_SETTINGS_MODULE": "hub.settings.production",
+        "HUB_SECRET_KEY": secrets.token_urlsafe(48),
+        "HUB_FIELD_KEYS": Fernet.generate_key().decode(),
+        "DATABASE_URL": "postgres://hub@127.0.0.1:1/unused",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        **environment,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PRODUCTION_DATABASE_SETTINGS, program],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout) == expected

@@ -46,7 +46,13 @@ if _pool_max > 0:
         "timeout": float(env.env_str("HUB_DB_POOL_TIMEOUT_SECONDS", "10")),
     }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.env_int("HUB_DB_CONN_MAX_AGE", 60)  # noqa: F405
+    # A Celery worker keeps its connection an hour, not a minute: PostgreSQL caches the catalog
+    # entries of every table a connection touches, per tenant schema, and a worker serving many
+    # tenants filled them again for each tenant after every reconnect (docs/performance.md,
+    # change 35). The price is the backend's memory: about 0.7 MB per tenant served.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.env_int(  # noqa: F405
+        "HUB_DB_CONN_MAX_AGE", 3600 if _in_celery else 60
+    )
 STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -54,4 +60,6 @@ STORAGES = {
 # Celery's fix-up closes the connection after every task unless told to reuse it: a reconnect per
 # task was a fifth of a worker's time (docs/performance.md). Reused, it is still checked before
 # each task like a request's (hub/celery.py), so a restarted PostgreSQL is reconnected to.
-CELERY_DB_REUSE_MAX = env.env_int("HUB_CELERY_DB_REUSE_MAX", 1000)
+# By default the connection's age decides (above): a count of tasks replaced it every minute or
+# two on a busy worker.
+CELERY_DB_REUSE_MAX = env.env_int("HUB_CELERY_DB_REUSE_MAX", 1_000_000)
