@@ -405,7 +405,15 @@ def tenants(quick: bool) -> Result:
         migrate = time.monotonic() - started
         schemas = count + 2  # the tenants, the template and bench_one
         runs: dict[str, dict[str, Any]] = {}
-        for label, prefix in (("one", "bench_one"), ("many", "bench_many")):
+        processed_before: dict[str, int] = {}  # per tenant group, by the runs before
+        # The many tenants twice: first as processes meet them (each process fills its caches,
+        # and PostgreSQL its catalog caches, for every tenant: after every deploy), then again
+        # as they run once they know them (docs/performance.md, change 35).
+        for label, prefix in (
+            ("one", "bench_one"),
+            ("many", "bench_many"),
+            ("many_again", "bench_many"),
+        ):
             cpu_before = stack.cpu_seconds()
             out = drive(
                 stack,
@@ -424,7 +432,7 @@ def tenants(quick: bool) -> Result:
             accepted = len(out.pop("accepted"))
             slugs = [t["slug"] for t in seeded["tenants"][prefix]]
             begun = time.monotonic()
-            answered_before = runs["one"]["answered"] if label == "many" else 0
+            answered_before = sum(run["answered"] for run in runs.values())
             wanted = accepted + answered_before
 
             def all_answered(wanted: int = wanted) -> bool:
@@ -443,13 +451,15 @@ def tenants(quick: bool) -> Result:
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in stack.cpu_seconds().items()}
             worker_cpu = sum(v for k, v in cpu.items() if k.startswith("worker"))
             counts = inbound_counts(stack, slugs)
+            processed = counts["processed"] - processed_before.get(prefix, 0)
+            processed_before[prefix] = counts["processed"]
             runs[label] = {
                 "accepted_per_s": out["rate_achieved"],
                 "webhook": out["latency"],
                 "accepted": accepted,
-                "processed": counts["processed"],
+                "processed": processed,
                 "answered": stack.fakes_call("/_bench/stats")["counts"].get("graph sends", 0)
-                - (runs["one"]["answered"] if label == "many" else 0),
+                - answered_before,
                 "end_to_end_per_s": round(accepted / (out["elapsed_s"] + drain), 1),
                 "drained": bool(drained),
                 "load_avg": load_average(),
@@ -459,20 +469,24 @@ def tenants(quick: bool) -> Result:
                 "beat_cpu_s": round(cpu.get("beat", 0.0), 2),
             }
         result.details.update(runs=runs, provision_seconds=summary_ms(provision))
-        ingest_ratio = runs["many"]["accepted_per_s"] / runs["one"]["accepted_per_s"]
-        e2e_ratio = runs["many"]["end_to_end_per_s"] / runs["one"]["end_to_end_per_s"]
+        one = runs["one"]
         result.figures = {
             "tenants": count,
             "ingest_per_s_1": runs["one"]["accepted_per_s"],
             "ingest_per_s_n": runs["many"]["accepted_per_s"],
             "e2e_per_s_1": runs["one"]["end_to_end_per_s"],
             "e2e_per_s_n": runs["many"]["end_to_end_per_s"],
+            "ingest_per_s_n_again": runs["many_again"]["accepted_per_s"],
+            "e2e_per_s_n_again": runs["many_again"]["end_to_end_per_s"],
             "provision_p50_s": round(sorted(provision)[len(provision) // 2], 3),
             "provision_max_s": round(max(provision), 3),
             "noop_migrate_s_per_schema": round(migrate / schemas, 4),
         }
-        result.target("ingest N/1 throughput", round(ingest_ratio, 3), 0.9, at_most=False)
-        result.target("end-to-end N/1 throughput", round(e2e_ratio, 3), 0.9, at_most=False)
+        measures = (("ingest", "accepted_per_s"), ("end-to-end", "end_to_end_per_s"))
+        for many, when in (("many", "first sight"), ("many_again", "tenants known")):
+            for measure, figure in measures:
+                ratio = round(runs[many][figure] / one[figure], 3)
+                result.target(f"{measure} N/1 throughput, {when}", ratio, 0.9, at_most=False)
         result.target("provisioning s per tenant (max)", round(max(provision), 3), 2)
         result.target("no-op migrate_schemas s per schema", round(migrate / schemas, 4), 0.3)
     return result

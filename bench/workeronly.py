@@ -4,13 +4,18 @@ task Celery would run. Nothing of the hub's competes with it for the cores while
 load on the machine still inflates its CPU time: compare runs made minutes apart).
 
     python -m bench.workeronly [--messages 600] [--contacts 200] [--profile cprofile.out]
-                               [--without-agent]
+                               [--without-agent] [--tenants 1]
 
 `HUB_BENCH_NO_HEAP_FREEZE=1` leaves out the worker's heap freeze (hub/heap.py, change 23) to
 weigh it.
 
 `--without-agent` gives the channel no agent: what storing an inbound message costs alone, the
 ingest scenario's worker.
+
+`--tenants N` spreads the webhooks over N tenants, answered in the order they came, each under
+its tenant as Celery runs it. The figures are also split by what the process had seen before
+each message: nothing of its tenant, the tenant but not the contact (a new conversation), or
+both; the first two apart are what a process's first sight of a tenant costs.
 
 Prints per answered message: the worker's CPU milliseconds (and those spent collecting
 garbage), those of the PostgreSQL backend serving it, and SQL statements (by kind, and by the
@@ -25,6 +30,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -35,18 +41,25 @@ from bench.stack import ROOT, StackOptions, running
 SLUG = "bench_worker"
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """A local process's CPU time (PostgreSQL's backend serving the worker: same machine)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _answer_all(profile: str) -> dict[str, Any]:
+SIGHTS = ("first_of_tenant", "first_of_contact", "seen_before")
+
+
+def _sender(body: str) -> str:
+    """Who sent a stored WhatsApp webhook (the driver's shape: one message per body)."""
+    return str(json.loads(body)["entry"][0]["changes"][0]["value"]["messages"][0]["from"])
+
+
+def _answer_all(profile: str, slugs: list[str]) -> dict[str, Any]:
     """In the child, with the stack's environment: runs every stored event's task in turn."""
     import cProfile
     import pstats
     import time
-    from collections import Counter
 
     import django
 
@@ -67,7 +80,7 @@ def _answer_all(profile: str) -> dict[str, Any]:
             gc_seconds[0] += time.perf_counter() - gc_seconds[1]
 
     gc.callbacks.append(gc_timed)
-    from django.db import connection
+    from django.db import DatabaseError, connection
     from django_tenants.utils import tenant_context
 
     from channels_app.models import InboundEvent
@@ -94,40 +107,90 @@ def _answer_all(profile: str) -> dict[str, Any]:
             sites[f"{kind} {where}:{frame.f_lineno} {frame.f_code.co_name}"] += 1
         return execute(sql, params, many, context)
 
-    # As Celery runs a task (tenant-schemas-celery): under the tenant row, not just its schema.
-    with tenant_context(Tenant.objects.get(schema_name=SLUG)):
-        events = [
-            str(pk)
-            for pk in InboundEvent.objects.order_by("received_at").values_list("pk", flat=True)
-        ]
-        # The first few warm up imports, connections and caches; they are not counted.
-        warm, measured = events[:20], events[20:]
-        for event_id in warm:
+    tenants = {
+        tenant.schema_name: tenant for tenant in Tenant.objects.filter(schema_name__in=slugs)
+    }
+    events: list[tuple[Any, Tenant, str, str]] = []
+    for tenant in tenants.values():
+        with tenant_context(tenant):
+            events += [
+                (received_at, tenant, str(pk), _sender(body))
+                for pk, received_at, body in InboundEvent.objects.values_list(
+                    "pk", "received_at", "body"
+                )
+            ]
+    events.sort(key=lambda event: event[0])
+    # The first few warm up imports, connections and caches; they are not counted.
+    warm, measured = events[:20], events[20:]
+    seen: set[Any] = set()
+
+    def answer(tenant: Tenant, event_id: str, sender: str) -> str:
+        """Runs the event's task as Celery runs it (tenant-schemas-celery: under the tenant row,
+        not just its schema); whether it was the process's first sight of the tenant, else of
+        the contact (a new conversation costs more statements wherever it happens)."""
+        sight = (
+            "first_of_tenant"
+            if tenant.schema_name not in seen
+            else "first_of_contact"
+            if (tenant.schema_name, sender) not in seen
+            else "seen_before"
+        )
+        seen.update((tenant.schema_name, (tenant.schema_name, sender)))
+        with tenant_context(tenant):
             inbound_event_process_task(event_id)
-        # CPU time, not wall time: waiting for PostgreSQL or the fakes is not the worker's cost.
-        profiler = cProfile.Profile(time.process_time) if profile else None
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            (backend,) = cursor.fetchone()
-        started_backend = _cpu_seconds(backend)
-        started_cpu, started = time.process_time(), time.perf_counter()
-        gc_seconds[0] = 0.0
-        with connection.execute_wrapper(count):
-            if profiler:
-                profiler.enable()
-            for event_id in measured:
-                inbound_event_process_task(event_id)
-            if profiler:
-                profiler.disable()
-        cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
-        backend_cpu = _cpu_seconds(backend) - started_backend
+        return sight
+
+    for _, tenant, event_id, sender in warm:
+        answer(tenant, event_id, sender)
+    # CPU time, not wall time: waiting for PostgreSQL or the fakes is not the worker's cost.
+    profiler = cProfile.Profile(time.process_time) if profile else None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    # Per message, split by what the process had seen before it: [worker, backend, count].
+    split = {sight: [0.0, 0.0, 0] for sight in SIGHTS}
+    started_backend = cpu_seconds(backend)
+    started_cpu, started = time.process_time(), time.perf_counter()
+    gc_seconds[0] = 0.0
+    with connection.execute_wrapper(count):
+        if profiler:
+            profiler.enable()
+        for _, tenant, event_id, sender in measured:
+            cpu_before, backend_before = time.process_time(), cpu_seconds(backend)
+            sight = answer(tenant, event_id, sender)
+            split[sight][0] += time.process_time() - cpu_before
+            split[sight][1] += cpu_seconds(backend) - backend_before
+            split[sight][2] += 1
+        if profiler:
+            profiler.disable()
+    cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
+    backend_cpu = cpu_seconds(backend) - started_backend
+    with connection.cursor() as cursor:
+        # What the backend holds after serving every tenant (its catalog caches grow with each
+        # schema it touches). Readable by superusers and pg_read_all_stats only.
+        try:
+            cursor.execute("SELECT sum(total_bytes) FROM pg_backend_memory_contexts")
+            (backend_bytes,) = cursor.fetchone()
+        except DatabaseError:
+            backend_bytes = None
     if profiler:
         profiler.dump_stats(profile)
         pstats.Stats(profile).sort_stats("tottime").print_stats(40)
+    by_sight = {
+        sight: {
+            "messages": n,
+            "cpu_ms_per_message": round(1000 * worker / max(1, n), 2),
+            "postgres_cpu_ms_per_message": round(1000 * postgres / max(1, n), 2),
+        }
+        for sight, (worker, postgres, n) in split.items()
+    }
     return {
+        "tenants": len(tenants),
+        "by_sight": by_sight,
         "messages": len(measured),
         "cpu_ms_per_message": round(1000 * cpu / max(1, len(measured)), 2),
         "postgres_cpu_ms_per_message": round(1000 * backend_cpu / max(1, len(measured)), 2),
+        "postgres_backend_memory_mb": backend_bytes and round(backend_bytes / 2**20, 1),
         "gc_ms_per_message": round(1000 * gc_seconds[0] / max(1, len(measured)), 2),
         "wall_ms_per_message": round(1000 * wall / max(1, len(measured)), 2),
         "statements_per_message": round(sum(statements.values()) / max(1, len(measured)), 1),
@@ -146,16 +209,18 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=200)
     parser.add_argument("--profile", default="", help="write cProfile statistics here")
     parser.add_argument("--without-agent", action="store_true", help="store, do not answer")
+    parser.add_argument("--tenants", type=int, default=1)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        Path(args.child).write_text(json.dumps(_answer_all(args.profile)))
+        slugs = os.environ["HUB_BENCH_SLUGS"].split(",")
+        Path(args.child).write_text(json.dumps(_answer_all(args.profile, slugs)))
         return
     seed = {
         "groups": [
             {
                 "prefix": SLUG,
-                "count": 1,
+                "count": args.tenants,
                 "agent": not args.without_agent,
                 "channels": 1,
                 "credits": 10**8,
@@ -179,12 +244,13 @@ def main() -> None:
             },
             "workeronly",
         )
+        slugs = [tenant["slug"] for tenant in seeded["tenants"][SLUG]]
         profile = str(Path(args.profile).resolve()) if args.profile else ""
         out = stack.run_dir / "workeronly.json"
         child = subprocess.run(
             [sys.executable, "-m", "bench.workeronly", "--child", str(out), "--profile", profile],
             cwd=ROOT,
-            env=dict(stack.env, PYTHONPATH=str(ROOT)),
+            env=dict(stack.env, PYTHONPATH=str(ROOT), HUB_BENCH_SLUGS=",".join(slugs)),
             capture_output=True,
             text=True,
         )
@@ -193,7 +259,10 @@ def main() -> None:
         if profile:
             print(child.stdout[child.stdout.find("   ncalls") :])
         figures = json.loads(out.read_text())
-        figures["counts"] = reply_counts(stack, SLUG)
+        counts: Counter[str] = Counter()
+        for slug in slugs:
+            counts.update(reply_counts(stack, slug))
+        figures["counts"] = dict(counts)
         print(json.dumps(figures, indent=1))
 
 
