@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from automation.models import AssessmentFlow, AssessmentRun, CsatRating, Reminder, Task
 from conversations.models import Conversation
-from hub.db import PreparedQuery
+from hub.db import PreparedQuery, prepared_exists
 from hub.exceptions import NotFoundError
 from tenants.selectors import tenant_current
 
@@ -127,8 +127,18 @@ def reminder_list(*, conversation_id: uuid.UUID | str) -> QuerySet[Reminder]:
     ).order_by("due_at")
 
 
-def reminders_due() -> QuerySet[Reminder]:
-    return Reminder.objects.filter(status=Reminder.Status.SCHEDULED, due_at__lte=timezone.now())
+def reminders_due(*, now: datetime.datetime | None = None) -> QuerySet[Reminder]:
+    return Reminder.objects.filter(
+        status=Reminder.Status.SCHEDULED, due_at__lte=now or timezone.now()
+    )
+
+
+_ANY_REMINDER_DUE = prepared_exists(lambda now: reminders_due(now=now), now=datetime.datetime)
+
+
+def reminders_due_exist() -> bool:
+    """The reminder job's check, in every tenant every minute (hub.db.prepared_exists)."""
+    return _ANY_REMINDER_DUE(now=timezone.now())
 
 
 def reminder_ids_due(*, limit: int = 500) -> list[uuid.UUID]:

@@ -4,7 +4,7 @@ simply not found."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -12,6 +12,7 @@ from django.utils import timezone
 from channels_app.models import Channel, ChannelKind, InboundEvent
 from conversations.models import Message
 from hub.broker import broker_backlogged
+from hub.db import prepared_exists
 from hub.exceptions import NotFoundError
 from hub.memo import memo_get
 
@@ -57,11 +58,36 @@ def inbound_events_stranded() -> QuerySet[InboundEvent]:
     minute ago may be one of them: then only those handed over REQUEUE_AFTER ago count, so a
     backlog is not queued a second time every minute (docs/performance.md, change 20)."""
     now = timezone.now()
-    handed_over_before = now - (REQUEUE_AFTER if broker_backlogged() else STRANDED_AFTER)
+    return _events_stranded(
+        received_before=now - STRANDED_AFTER,
+        handed_over_before=now - (REQUEUE_AFTER if broker_backlogged() else STRANDED_AFTER),
+    )
+
+
+def _events_stranded(
+    *, received_before: datetime, handed_over_before: datetime
+) -> QuerySet[InboundEvent]:
     return InboundEvent.objects.filter(
         Q(queued_at__isnull=True) | Q(queued_at__lt=handed_over_before),
         status=InboundEvent.Status.RECEIVED,
-        received_at__lt=now - STRANDED_AFTER,
+        received_at__lt=received_before,
+    )
+
+
+_ANY_STRANDED = prepared_exists(
+    _events_stranded, received_before=datetime, handed_over_before=datetime
+)
+
+
+def inbound_events_stranded_exist() -> bool:
+    """The inbound sweep's check, in every tenant every minute (hub.db.prepared_exists). The
+    broker is asked only when an event counts without a backlog: none counts with one then."""
+    now = timezone.now()
+    stranded_before = now - STRANDED_AFTER
+    if not _ANY_STRANDED(received_before=stranded_before, handed_over_before=stranded_before):
+        return False
+    return not broker_backlogged() or _ANY_STRANDED(
+        received_before=stranded_before, handed_over_before=now - REQUEUE_AFTER
     )
 
 
@@ -76,6 +102,14 @@ def messages_stuck_pending(*, older_than: timedelta = STUCK_AFTER) -> QuerySet[M
     )
 
 
-def channels_polled(*, kind: ChannelKind) -> QuerySet[Channel]:
+def channels_polled(*, kind: str) -> QuerySet[Channel]:
     """Enabled channels of a kind the hub polls (email over IMAP, Signal)."""
     return Channel.objects.filter(kind=kind, enabled=True)
+
+
+_ANY_POLLED = prepared_exists(lambda kind: channels_polled(kind=kind), kind=str)
+
+
+def channels_polled_exist(*, kind: ChannelKind) -> bool:
+    """The polling jobs' check, in every tenant every minute (hub.db.prepared_exists)."""
+    return _ANY_POLLED(kind=kind.value)

@@ -27,6 +27,7 @@ from conversations.models import (
     Operator,
     Participant,
 )
+from hub.db import prepared_exists
 from hub.exceptions import NotFoundError
 
 
@@ -358,8 +359,16 @@ def contact_has_conversations(*, contact: Contact) -> bool:
     )
 
 
-def conversations_snoozed_due() -> QuerySet[Conversation]:
+def conversations_snoozed_due(*, now: datetime | None = None) -> QuerySet[Conversation]:
     """Snoozed conversations whose time has come."""
     return Conversation.objects.filter(
-        status=Conversation.Status.SNOOZED, snoozed_until__lte=timezone.now()
+        status=Conversation.Status.SNOOZED, snoozed_until__lte=now or timezone.now()
     )
+
+
+_ANY_SNOOZED_DUE = prepared_exists(lambda now: conversations_snoozed_due(now=now), now=datetime)
+
+
+def conversations_snoozed_due_exist() -> bool:
+    """The wake job's check, in every tenant every minute (hub.db.prepared_exists)."""
+    return _ANY_SNOOZED_DUE(now=timezone.now())

@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce
 
 from conversations.models import Conversation
 from extraction.models import Extraction, ExtractionField
+from hub.db import prepared_exists
 from hub.exceptions import NotFoundError
 from retention.encryption import ENVELOPE
 from tenants.models import Tenant
@@ -35,6 +36,16 @@ def conversations_due_for_extraction(*, now: datetime, idle_minutes: int) -> Que
     """Conversations quiet for `idle_minutes` with messages newer than their last extraction,
     leaving out those waiting out a failure's backoff, and those that failed
     `HUB_EXTRACTION_MAX_ATTEMPTS` times in a row until a new message arrives. Oldest first."""
+    return _conversations_due(
+        now=now,
+        quiet_before=now - timedelta(minutes=idle_minutes),
+        max_attempts=settings.HUB_EXTRACTION_MAX_ATTEMPTS,
+    )
+
+
+def _conversations_due(
+    *, now: datetime, quiet_before: datetime, max_attempts: int
+) -> QuerySet[Conversation]:
     return (
         Conversation.objects.annotate(
             extracted=Coalesce(F("extraction_cursor__extracted_seq"), Value(0)),
@@ -44,15 +55,22 @@ def conversations_due_for_extraction(*, now: datetime, idle_minutes: int) -> Que
         )
         .filter(
             last_seq__gt=F("extracted"),
-            last_activity_at__lte=now - timedelta(minutes=idle_minutes),
+            last_activity_at__lte=quiet_before,
         )
         .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
         .filter(
-            Q(failures__lt=settings.HUB_EXTRACTION_MAX_ATTEMPTS)
-            | Q(last_seq__gt=F("failed_at_seq"))
+            # An expression, not a value: compiled with a stand-in past the small integer
+            # column's range, a value's comparison would be left out (hub.db.PreparedQuery).
+            Q(failures__lt=Value(max_attempts)) | Q(last_seq__gt=F("failed_at_seq"))
         )
         .order_by("last_activity_at")
     )
+
+
+# The dispatch job's check, in every tenant every minute (hub.db.prepared_exists).
+_ANY_DUE = prepared_exists(
+    _conversations_due, now=datetime, quiet_before=datetime, max_attempts=int
+)
 
 
 def extraction_pending(*, tenant: Tenant, now: datetime) -> bool:
@@ -60,7 +78,11 @@ def extraction_pending(*, tenant: Tenant, now: datetime) -> bool:
     if not tenant.extraction_enabled:
         return False
     idle = extraction_idle_minutes(tenant=tenant)
-    return conversations_due_for_extraction(now=now, idle_minutes=idle).exists()
+    return _ANY_DUE(
+        now=now,
+        quiet_before=now - timedelta(minutes=idle),
+        max_attempts=settings.HUB_EXTRACTION_MAX_ATTEMPTS,
+    )
 
 
 def extraction_field_list() -> QuerySet[ExtractionField]:

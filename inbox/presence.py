@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from conversations.live import conversation_group
 from conversations.models import Conversation, Operator
 from conversations.services.operators import operator_set_availability
+from hub.db import prepared_exists
 from hub.redis import get_redis
 from tenants.connection import tenant_connection
 from webchat.presence import announced_visitors_key
@@ -160,10 +161,16 @@ def _announce_offline(schema: str, conversation_id: str, *, who: str, name: str 
         logger.warning("live push failed", extra={"error": type(error).__name__})
 
 
+_ANY_OPERATOR_ONLINE = prepared_exists(
+    lambda: Operator.objects.filter(availability=Operator.Availability.ONLINE)
+)
+
+
 def presence_sweep_pending() -> bool:
     """Whether the sweep has anyone to look at: an operator stored online, or a visitor the
-    team was told about. With Redis down the sweep would leave both alone."""
-    if Operator.objects.filter(availability=Operator.Availability.ONLINE).exists():
+    team was told about. With Redis down the sweep would leave both alone. Run in every
+    tenant every minute (hub.db.prepared_exists)."""
+    if _ANY_OPERATOR_ONLINE():
         return True
     schema = tenant_connection().schema_name
     try:

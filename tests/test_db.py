@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import register_tzloader
+from django.db.models import F
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -26,10 +27,13 @@ from hub.db import (
     TimestamptzLoader,
     insert,
     insert_unless_conflict,
+    prepared_exists,
     save_fields,
     upsert,
 )
 from tests.factories import ChannelFactory, ContactIdentityFactory, ConversationFactory
+
+HOUR = datetime.timedelta(hours=1)
 
 pytestmark = pytest.mark.django_db
 
@@ -219,6 +223,32 @@ def test_a_prepared_values_list_gives_tuples_or_values(tenant_a) -> None:
         assert flat.all(contact_id=first.contact_id) == ["+1", "a@x"]
         assert pairs.all(contact_id=first.contact_id) == [("sms", "+1"), ("email", "a@x")]
         assert pairs.first(contact_id=uuid.uuid4()) is None
+
+
+def test_a_prepared_exists_says_what_exists_says_at_its_values_edges(tenant_a, tenant_b) -> None:
+    snoozed_due = prepared_exists(
+        lambda now: (
+            Conversation.objects.filter(status="snoozed", snoozed_until__lte=now)
+            # Ordered and annotated, as the jobs' checks are: neither changes the answer.
+            .annotate(contact_name=F("contact__name"))
+            .order_by("-snoozed_until")
+        ),
+        now=datetime.datetime,
+    )
+    until = timezone.now().replace(microsecond=0)
+    with tenant_a.schema():
+        assert not snoozed_due(now=until)
+        ConversationFactory.create(status="snoozed", snoozed_until=until)
+        ConversationFactory.create(status="open", snoozed_until=until - HOUR)
+        for now in (until - HOUR, until - datetime.timedelta(microseconds=1), until, until + HOUR):
+            expected = Conversation.objects.filter(
+                status="snoozed", snoozed_until__lte=now
+            ).exists()
+            assert snoozed_due(now=now) is expected
+        assert snoozed_due(now=until)
+        assert not snoozed_due(now=until - datetime.timedelta(microseconds=1))
+    with tenant_b.schema():
+        assert not snoozed_due(now=until + HOUR)
 
 
 def test_a_prepared_query_whose_lookup_rewrites_its_value_is_refused(tenant_a) -> None:

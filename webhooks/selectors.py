@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from hub.db import prepared_exists
 from hub.exceptions import NotFoundError
 from webhooks.models import WebhookDelivery, WebhookSubscription
 
@@ -43,9 +44,19 @@ def webhook_delivery_get(
     return delivery
 
 
-def webhook_deliveries_overdue() -> QuerySet[WebhookDelivery]:
+def webhook_deliveries_overdue(*, now: datetime | None = None) -> QuerySet[WebhookDelivery]:
     """Deliveries due for longer than SWEEP_GRACE: their task was lost, or their retry was too
     far off for a countdown (the sweeper's work, webhooks/jobs.py)."""
-    return WebhookDelivery.objects.filter(
-        status__in=RETRYABLE, next_attempt_at__lte=timezone.now() - SWEEP_GRACE
-    )
+    return _deliveries_due_before((now or timezone.now()) - SWEEP_GRACE)
+
+
+def _deliveries_due_before(due_before: datetime) -> QuerySet[WebhookDelivery]:
+    return WebhookDelivery.objects.filter(status__in=RETRYABLE, next_attempt_at__lte=due_before)
+
+
+_ANY_OVERDUE = prepared_exists(_deliveries_due_before, due_before=datetime)
+
+
+def webhook_deliveries_overdue_exist() -> bool:
+    """The sweeper's check, in every tenant every minute (hub.db.prepared_exists)."""
+    return _ANY_OVERDUE(due_before=timezone.now() - SWEEP_GRACE)

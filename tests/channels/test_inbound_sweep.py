@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from channels_app.inbound import inbound_event_enqueue, inbound_event_process, inbound_events_sweep
 from channels_app.models import ChannelKind, InboundEvent
+from channels_app.selectors import inbound_events_stranded_exist
 from hub import broker
 from hub.celery import app
 from hub.embedded import free_port
@@ -157,3 +158,22 @@ def test_with_the_broker_down_the_queue_is_taken_for_empty(monkeypatch, caplog) 
     with caplog.at_level(logging.WARNING, logger="hub.broker"):
         assert broker.broker_backlogged() is False
     assert [r.getMessage() for r in caplog.records] == ["broker queue not read"]
+
+
+def test_the_sweeps_check_finds_what_the_sweep_would_queue(tenant_a, tenant_b, empty_queue) -> None:
+    """The check every tenant gets every minute (jobs/registry.py), against the sweep's rules:
+    handed over a minute ago is lost, unless tasks wait in the queue; then ten minutes."""
+    with tenant_a.schema():
+        assert not inbound_events_stranded_exist()
+        _event(received=timedelta(minutes=3), queued=timedelta(minutes=3))
+        _event(received=timedelta(seconds=20), queued=None)
+        assert not broker.broker_backlogged()
+        assert inbound_events_stranded_exist()
+        assert inbound_event_enqueue(event_id=uuid.uuid4())
+        assert broker.broker_backlogged()
+        # Its task may be one of those waiting.
+        assert not inbound_events_stranded_exist()
+        _event(received=timedelta(minutes=11), queued=timedelta(minutes=11))
+        assert inbound_events_stranded_exist()
+    with tenant_b.schema():
+        assert not inbound_events_stranded_exist()
