@@ -36,11 +36,17 @@ def conversations_due_for_extraction(*, now: datetime, idle_minutes: int) -> Que
     """Conversations quiet for `idle_minutes` with messages newer than their last extraction,
     leaving out those waiting out a failure's backoff, and those that failed
     `HUB_EXTRACTION_MAX_ATTEMPTS` times in a row until a new message arrives. Oldest first."""
-    return _conversations_due(
-        now=now,
-        quiet_before=now - timedelta(minutes=idle_minutes),
-        max_attempts=settings.HUB_EXTRACTION_MAX_ATTEMPTS,
-    )
+    return _conversations_due(**_due_boundaries(now=now, idle_minutes=idle_minutes))
+
+
+def _due_boundaries(*, now: datetime, idle_minutes: int) -> dict[str, Any]:
+    """The values `_conversations_due` takes, shared by the list the job hands out and the
+    minute's check that it has something to hand out."""
+    return {
+        "now": now,
+        "quiet_before": now - timedelta(minutes=idle_minutes),
+        "max_attempts": settings.HUB_EXTRACTION_MAX_ATTEMPTS,
+    }
 
 
 def _conversations_due(
@@ -78,11 +84,7 @@ def extraction_pending(*, tenant: Tenant, now: datetime) -> bool:
     if not tenant.extraction_enabled:
         return False
     idle = extraction_idle_minutes(tenant=tenant)
-    return _ANY_DUE(
-        now=now,
-        quiet_before=now - timedelta(minutes=idle),
-        max_attempts=settings.HUB_EXTRACTION_MAX_ATTEMPTS,
-    )
+    return _ANY_DUE(**_due_boundaries(now=now, idle_minutes=idle))
 
 
 def extraction_field_list() -> QuerySet[ExtractionField]:

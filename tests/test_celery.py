@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+import uuid
 
 import pytest
 from django_tenants.utils import schema_context
@@ -64,6 +65,61 @@ def test_dispatcher_runs_a_job_once_per_active_tenant(committed_db, worker) -> N
         assert _runs("_template") == []
     finally:
         _clear(a, b)
+
+
+def test_a_periodic_job_does_not_wait_behind_a_backlog_of_inbound_work(
+    committed_db, worker
+) -> None:
+    """Inbound events and the minute's jobs go to queues of their own, and the worker takes
+    from each in turn: a job published after 400 inbound tasks runs long before the last of
+    them (before the queues, it ran after all of them)."""
+    from channels_app.tasks import inbound_event_process_task
+    from hub.redis import get_redis
+
+    a = committed_db["a"].slug
+    _clear(a)
+    backlog = 400
+    try:
+        with schema_context(a):
+            # Events that do not exist: each task looks, finds nothing and ends.
+            for _ in range(backlog):
+                inbound_event_process_task.delay(str(uuid.uuid4()))
+            job_run_task.delay("job_runs.prune")
+        support.wait_until(lambda: _runs(a), timeout=60, what="the job to run")
+        support.wait_until(
+            lambda: get_redis().llen("celery") == 0, timeout=120, what="the backlog to drain"
+        )
+        tasks = ("jobs.run[", "inbound_event_process[")
+        finished = [
+            line
+            for line in worker.log().splitlines()
+            if " succeeded in " in line and any(task in line for task in tasks)
+        ]
+        before_job = next(i for i, line in enumerate(finished) if "jobs.run[" in line)
+        assert before_job < backlog / 2, f"{before_job} inbound tasks ran before the job"
+        assert len(finished) == backlog + 1
+    finally:
+        _clear(a)
+
+
+def test_each_kind_of_work_is_published_to_its_queue() -> None:
+    from hub.celery import app
+
+    def queue(task: str) -> str:
+        return str(app.amqp.router.route({}, task)["queue"].name)
+
+    assert queue("channels.inbound_event_process") == "celery"
+    assert queue("processing.conversation_drain") == "celery"
+    assert queue("channels.message_deliver") == "replies"
+    assert queue("webhooks.delivery_attempt") == "webhooks"
+    assert queue("jobs.dispatch") == queue("jobs.run") == "jobs"
+    # A worker without `-Q` consumes every queue tasks are sent to.
+    assert {q.name for q in app.amqp.queues.consume_from.values()} == {
+        "celery",
+        "replies",
+        "webhooks",
+        "jobs",
+    }
 
 
 def test_celery_reads_the_django_settings_it_was_given(settings) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from kombu import Queue
 
 from hub import env
 
@@ -280,6 +281,24 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A queue per kind of work, so a burst of one never holds up the others: a worker takes from
+# each queue with work in turn. Without them, an operator's reply, an integrator's webhook or a
+# minute's periodic jobs waited behind every inbound message queued before them. Workers consume
+# every queue listed here unless given `-Q`. Tasks not named below go to the default queue.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+# Each bound by its own name: a queue given none would be bound by the default queue's, and
+# every task sent there would be copied into it.
+CELERY_TASK_QUEUES = [
+    Queue(name, routing_key=name)
+    for name in (CELERY_TASK_DEFAULT_QUEUE, "replies", "webhooks", "jobs")
+]
+CELERY_TASK_ROUTES = {
+    "channels.message_deliver": {"queue": "replies"},
+    "automation.reminder_deliver": {"queue": "replies"},
+    "processing.reply_charge_settle": {"queue": "replies"},
+    "webhooks.delivery_attempt": {"queue": "webhooks"},
+    "jobs.*": {"queue": "jobs"},
+}
 
 # Providers' APIs (CONTRACT §2): tests point each at a fake server on 127.0.0.1.
 HUB_META_GRAPH_URL = env.env_str("HUB_META_GRAPH_URL", "https://graph.facebook.com/v22.0")

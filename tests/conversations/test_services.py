@@ -40,6 +40,7 @@ from conversations.services.messages import (
     message_send,
     message_status_update,
 )
+from hub.celery import app
 from hub.redis import get_redis
 from tenants.connection import tenant_connection
 from tests import support
@@ -419,10 +420,11 @@ def _delivery_tasks_taken(message: Message) -> int:
     redis = get_redis()
     taken = 0
     raw: Any
-    for raw in redis.lrange("celery", 0, -1):
+    queue = app.amqp.router.route({}, "channels.message_deliver")["queue"].name
+    for raw in redis.lrange(queue, 0, -1):
         headers = json.loads(raw)["headers"]
         if headers["task"] == "channels.message_deliver" and str(message.pk) in headers["argsrepr"]:
-            taken += redis.lrem("celery", 1, raw)
+            taken += redis.lrem(queue, 1, raw)
     return taken
 
 
