@@ -169,6 +169,7 @@ def ingest(quick: bool) -> Result:
     with running(StackOptions(), seed=seed) as (stack, seeded):
         result.details["load_avg_before"] = load_average()
         cpu_before = stack.cpu_seconds()
+        worker_cpu_before = stack.worker_cpu_seconds()
         out = drive(
             stack,
             {
@@ -193,7 +194,7 @@ def ingest(quick: bool) -> Result:
             interval=1,
         ) or inbound_counts(stack, ["bench_ingest"])
         drain = time.monotonic() - started
-        worker_cpu = stack.cpu_seconds()["worker0"] - cpu_before["worker0"]
+        worker_cpu = stack.worker_cpu_seconds() - worker_cpu_before
         result.details.update(load=out, counts=counts)
         result.figures = {
             "offered_per_s": rate,
@@ -303,6 +304,7 @@ def end_to_end(quick: bool) -> Result:
     with running(StackOptions(), seed=seed) as (stack, seeded):
         targets = targets_of(seeded, "bench_e2e")
         cpu_before = stack.cpu_seconds()
+        worker_cpu_before = stack.worker_cpu_seconds()
         # A short warm-up: first requests import lazily and open connections.
         _e2e_step(stack, targets, rate=20, duration=2, prefix="warm", since=0, drain_cap=15)
         cursor = stack.fakes_call("/_bench/stats")["sends_total"]
@@ -346,7 +348,12 @@ def end_to_end(quick: bool) -> Result:
             best = next((rate for rate in (40, 30, 20, 10) if ramp_step(rate)), None)
         counts = reply_counts(stack, "bench_e2e")
         cpu = {k: v - cpu_before[k] for k, v in stack.cpu_seconds().items() if k in cpu_before}
-        result.details.update(steps=steps, counts=counts, cpu_seconds=cpu)
+        result.details.update(
+            steps=steps,
+            counts=counts,
+            cpu_seconds=cpu,
+            workers=_workers(stack),
+        )
         result.figures = {
             "p50_ms_at_50": at50["e2e"]["p50_ms"],
             "p99_ms_at_50": at50["e2e"]["p99_ms"],
@@ -355,7 +362,10 @@ def end_to_end(quick: bool) -> Result:
             "steps": {s["rate"]: s["e2e"]["p99_ms"] for s in steps},
             "web_cpu_ms_per_message": round(1000 * cpu["web"] / max(1, counts["inbound"]), 2),
             "worker_cpu_ms_per_message": round(
-                1000 * cpu["worker0"] / max(1, counts["replies_sent"]), 2
+                1000
+                * (stack.worker_cpu_seconds() - worker_cpu_before)
+                / max(1, counts["replies_sent"]),
+                2,
             ),
             "replies_duplicated": counts["replies_duplicated"],
             "debits_duplicated": counts["debits_duplicated"],
@@ -376,6 +386,64 @@ def end_to_end(quick: bool) -> Result:
                 "met": once,
             }
         )
+    return result
+
+
+def _workers(stack: Stack) -> str:
+    options = stack.options
+    return f"{options.worker_processes} x {options.worker_pool} {options.worker_concurrency}"
+
+
+# What a real model's answer time asks of the workers: each answer waits on the model for
+# `HUB_BENCH_LLM_DELAY` seconds (default 1), twice for a conversation's first message (the
+# OpenAI conversation is created first). Not part of the targets; run on its own with
+# each pool to weigh (StackOptions: HUB_BENCH_WORKER_POOL, _CONCURRENCY, _PROCESSES).
+MODEL_SECONDS = float(os.environ.get("HUB_BENCH_LLM_DELAY") or 1.0)
+
+
+def model_latency(quick: bool) -> Result:
+    result = Result("model-latency")
+    seed = {
+        "groups": [
+            {"prefix": "bench_model", "count": 1, "agent": True, "channels": 4, "credits": 10**8}
+        ]
+    }
+    rate, duration = (10, 5) if quick else (20, 60)
+    with running(StackOptions(), seed=seed) as (stack, seeded):
+        targets = targets_of(seeded, "bench_model")
+        stack.fakes_call("/_bench/mode", {"llm": "slow", "llm_delay": MODEL_SECONDS})
+        worker_cpu_before = stack.worker_cpu_seconds()
+        step, _ = _e2e_step(
+            stack,
+            targets,
+            rate=rate,
+            duration=duration,
+            prefix="model",
+            since=0,
+            drain_cap=30 if quick else 120,
+        )
+        counts = reply_counts(stack, "bench_model")
+        worker_rss = sum(v for k, v in stack.rss().items() if k.startswith("worker"))
+        result.details.update(step=step, counts=counts, workers=_workers(stack))
+        result.figures = {
+            "model_seconds": MODEL_SECONDS,
+            "offered_per_s": rate,
+            "accepted": step["accepted"],
+            "answered": step["answered"],
+            "p50_ms": step["e2e"]["p50_ms"],
+            "p99_ms": step["e2e"]["p99_ms"],
+            "worker_cpu_ms_per_message": round(
+                1000
+                * (stack.worker_cpu_seconds() - worker_cpu_before)
+                / max(1, counts["replies_sent"]),
+                2,
+            ),
+            "worker_rss_mib": round(worker_rss / 2**20),
+            "replies_duplicated": counts["replies_duplicated"],
+        }
+        result.target("answered within the wait", step["answered"], step["accepted"], at_most=False)
+        # The hub's own share: at most two model calls (a new conversation's) and 500 ms.
+        result.target("p99 ms", step["e2e"]["p99_ms"], round(2000 * MODEL_SECONDS + 500))
     return result
 
 
@@ -415,6 +483,7 @@ def tenants(quick: bool) -> Result:
             ("many_again", "bench_many"),
         ):
             cpu_before = stack.cpu_seconds()
+            worker_cpu_before = stack.worker_cpu_seconds()
             out = drive(
                 stack,
                 {
@@ -449,7 +518,7 @@ def tenants(quick: bool) -> Result:
             )
             drain = time.monotonic() - begun
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in stack.cpu_seconds().items()}
-            worker_cpu = sum(v for k, v in cpu.items() if k.startswith("worker"))
+            worker_cpu = stack.worker_cpu_seconds() - worker_cpu_before
             counts = inbound_counts(stack, slugs)
             processed = counts["processed"] - processed_before.get(prefix, 0)
             processed_before[prefix] = counts["processed"]
@@ -599,6 +668,7 @@ SCENARIOS: dict[str, Callable[[bool], Result]] = {
     "end-to-end": end_to_end,
     "tenants": tenants,
     "api": api,
+    "model-latency": model_latency,
 }
 
 

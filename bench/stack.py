@@ -65,6 +65,9 @@ class Child:
                 os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
 
+    def process(self) -> psutil.Process:
+        return psutil.Process(self.popen.pid)
+
     def tree(self) -> list[psutil.Process]:
         try:
             parent = psutil.Process(self.popen.pid)
@@ -135,8 +138,18 @@ class Redis:
 @dataclass
 class StackOptions:
     web_processes: int = 2
-    worker_processes: int = 1
-    worker_concurrency: int = 4
+    # Production's workers: one process per core, each a pool of 32 threads (hub/settings).
+    # `HUB_BENCH_WORKER_POOL=prefork HUB_BENCH_WORKER_CONCURRENCY=4 HUB_BENCH_WORKER_PROCESSES=1`
+    # weighs another (for the scenarios that keep the default).
+    worker_processes: int = field(
+        default_factory=lambda: int(os.environ.get("HUB_BENCH_WORKER_PROCESSES", "2"))
+    )
+    worker_pool: str = field(
+        default_factory=lambda: os.environ.get("HUB_BENCH_WORKER_POOL", "threads")
+    )
+    worker_concurrency: int = field(
+        default_factory=lambda: int(os.environ.get("HUB_BENCH_WORKER_CONCURRENCY", "32"))
+    )
     beat: bool = True
     database_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -329,14 +342,18 @@ class Stack:
             f"worker{index}",
             self._celery(
                 "worker",
-                "--concurrency",
-                str(self.options.worker_concurrency),
                 "--hostname",
                 f"bench{index}-{time.monotonic_ns()}@%h",
                 "--without-mingle",
                 "--without-gossip",
             ),
-            self.env,
+            # Through the settings, as production sets them (`--pool prefork` on the command
+            # line would give way to the configured pool).
+            dict(
+                self.env,
+                HUB_WORKER_POOL=self.options.worker_pool,
+                HUB_WORKER_CONCURRENCY=str(self.options.worker_concurrency),
+            ),
             self.run_dir,
         )
 
@@ -364,6 +381,15 @@ class Stack:
 
     def _workers_ready(self) -> bool:
         # Prefork children exist once the pool is up; the parent alone means still booting.
+        # Other pools start their threads on demand: a worker is ready once it has connected
+        # to the broker, which it does after starting its pool.
+        if self.options.worker_pool != "prefork":
+            assert self.redis is not None
+            port = urlsplit(self.redis.url).port
+            return all(
+                any(c.raddr and c.raddr.port == port for c in w.process().net_connections())
+                for w in self.workers
+            )
         return all(len(w.tree()) > self.options.worker_concurrency for w in self.workers)
 
     # --- while running --------------------------------------------------------------------
@@ -395,6 +421,10 @@ class Stack:
                     total += times.user + times.system
             used[name] = total
         return used
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU time used so far by all the Celery workers."""
+        return sum(v for k, v in self.cpu_seconds().items() if k.startswith("worker"))
 
     def cpu_seconds_by_process(self, name: str) -> dict[int, float]:
         """CPU time used so far by each process of one group (`web`: gunicorn's arbiter and

@@ -6,7 +6,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_init
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+)
 from django.db import close_old_connections
 from tenant_schemas_celery.app import CeleryApp
 from tenant_schemas_celery.task import TenantTask
@@ -41,7 +47,8 @@ app.autodiscover_tasks()
 REQUEST_ID_HEADER = "hub_request_id"
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # a prefork pool's child, which runs the tasks
+@worker_ready.connect  # the worker process itself, which runs them in a threads or solo pool
 def _freeze_heap(**_kwargs: Any) -> None:
     heap_freeze()
 
@@ -53,12 +60,17 @@ def _attach_request_id(headers: dict[str, Any] | None = None, **_kwargs: Any) ->
         headers[REQUEST_ID_HEADER] = request_id
 
 
+# The token goes on the task's request, not the task: a task object is shared by the threads
+# of a threads pool, its request is the one this thread runs.
+REQUEST_ID_RESET_ATTRIBUTE = "hub_request_id_token"
+
+
 @task_prerun.connect
 def _restore_request_id(task: Any = None, **_kwargs: Any) -> None:
     request = task.request if task is not None else None
     headers = getattr(request, "headers", None) or {}
     request_id = headers.get(REQUEST_ID_HEADER) or getattr(request, REQUEST_ID_HEADER, None)
-    task._hub_request_id_token = request_id_var.set(request_id)
+    setattr(request, REQUEST_ID_RESET_ATTRIBUTE, request_id_var.set(request_id))
 
 
 @task_prerun.connect
@@ -72,7 +84,8 @@ def _usable_database_connection(task: Any = None, **_kwargs: Any) -> None:
 
 @task_postrun.connect
 def _forget_request_id(task: Any = None, **_kwargs: Any) -> None:
-    token = getattr(task, "_hub_request_id_token", None)
+    request = task.request if task is not None else None
+    token = getattr(request, REQUEST_ID_RESET_ATTRIBUTE, None)
     if token is not None:
         request_id_var.reset(token)
-        task._hub_request_id_token = None
+        setattr(request, REQUEST_ID_RESET_ATTRIBUTE, None)

@@ -152,8 +152,6 @@ def run() -> int:
                 "worker",
                 "--loglevel",
                 "INFO",
-                "--concurrency",
-                env.env_str("HUB_WORKER_CONCURRENCY", "2"),
             ],
             "beat": [
                 sys.executable,

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -106,6 +107,26 @@ class FakeOpenAI:
 
         for _ in range(times):
             self.provider.then(pattern, 200, late)
+
+    def together(self, pattern: str, parties: int, *, timeout: float = 20) -> list[bool]:
+        """The next `parties` requests matching `pattern` are each held until all of them have
+        arrived, then answered normally. The list returned gets True per request answered that
+        way, False per request that waited `timeout` in vain (they were not sent at once)."""
+        answer = self._answer_for(pattern)
+        barrier = threading.Barrier(parties)
+        met: list[bool] = []
+
+        def held(request: Recorded) -> Any:
+            try:
+                barrier.wait(timeout)
+                met.append(True)
+            except threading.BrokenBarrierError:
+                met.append(False)
+            return answer(request)
+
+        for _ in range(parties):
+            self.provider.then(pattern, 200, held)
+        return met
 
     def _answer_for(self, pattern: str) -> Any:
         return {

@@ -158,7 +158,10 @@ def asgi_server(
 
 
 @contextmanager
-def celery_worker(tmp_path: Path) -> Iterator[Process]:
+def celery_worker(tmp_path: Path, *, configured_pool: bool = False) -> Iterator[Process]:
+    """A worker running one task at a time; `configured_pool`: the pool and concurrency the
+    settings give, as `celery -A hub worker` starts in production."""
+    pool = [] if configured_pool else ["--pool", "solo"]
     worker = start_process(
         [
             sys.executable,
@@ -167,8 +170,7 @@ def celery_worker(tmp_path: Path) -> Iterator[Process]:
             "-A",
             "hub",
             "worker",
-            "--pool",
-            "solo",
+            *pool,
             "--loglevel",
             "INFO",
             "--without-mingle",

@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
@@ -120,6 +121,49 @@ def test_each_kind_of_work_is_published_to_its_queue() -> None:
         "webhooks",
         "jobs",
     }
+
+
+def test_two_tasks_in_two_threads_keep_their_own_request_ids() -> None:
+    """A threads pool runs the same task object in several threads at once: each run's request
+    id is set and forgotten in its own thread, in whatever order the runs end."""
+    from hub.celery import REQUEST_ID_HEADER, _forget_request_id, _restore_request_id
+
+    seen: dict[str, list[str | None]] = {"first": [], "second": []}
+    errors: list[BaseException] = []
+    steps = {name: threading.Event() for name in ("first started", "second started", "first ended")}
+
+    def run(name: str, wait_before_start: str, started: str, wait_before_end: str) -> None:
+        try:
+            if wait_before_start:
+                steps[wait_before_start].wait(10)
+            job_run_task.push_request(headers={REQUEST_ID_HEADER: f"trace-{name}"})
+            _restore_request_id(task=job_run_task)
+            seen[name].append(request_id_var.get())
+            steps[started].set()
+            if wait_before_end:
+                steps[wait_before_end].wait(10)
+            _forget_request_id(task=job_run_task)
+            seen[name].append(request_id_var.get())
+            if name == "first":
+                steps["first ended"].set()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            job_run_task.pop_request()
+
+    # The first starts, the second starts, the first ends, then the second ends.
+    threads = [
+        threading.Thread(target=run, args=("first", "", "first started", "second started")),
+        threading.Thread(
+            target=run, args=("second", "first started", "second started", "first ended")
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    assert seen == {"first": ["trace-first", None], "second": ["trace-second", None]}
 
 
 def test_celery_reads_the_django_settings_it_was_given(settings) -> None:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from hub.heap import YOUNG_THRESHOLD
 from tests import support
 
@@ -36,12 +38,15 @@ def test_a_web_process_freezes_what_it_loaded_with_the_urlconfs() -> None:
     assert heap["young"] == YOUNG_THRESHOLD
 
 
-def test_a_worker_process_freezes_when_celery_starts_it() -> None:
+# A prefork pool's children are told by `worker_process_init`; a threads or solo pool runs the
+# tasks in the worker process, told by `worker_ready`.
+@pytest.mark.parametrize("signal", ["worker_process_init", "worker_ready"])
+def test_a_worker_process_freezes_when_celery_starts_it(signal: str) -> None:
     heap = _heap_after(
-        "from celery.signals import worker_process_init\n"
+        f"from celery.signals import {signal}\n"
         "from hub.celery import app\n"
         "app.loader.import_default_modules()\n"
-        "worker_process_init.send(sender=None)"
+        f"{signal}.send(sender=None)"
     )
     assert heap["frozen"] > 100_000
     assert heap["young"] == YOUNG_THRESHOLD

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from datetime import timedelta
@@ -13,6 +14,7 @@ from billing.selectors import credit_balance_get
 from channels_app.models import Channel, ChannelKind
 from conversations.models import Contact, Conversation, Message, Participant
 from conversations.services.messages import message_receive
+from hub.context import request_id_var
 from processing.jobs import sweep
 from processing.models import ConversationCursor, ReplyCharge
 from processing.services import conversation_drain
@@ -120,14 +122,75 @@ def test_a_worker_killed_mid_message_answers_once_after_restart(committed_db, tm
             for name in env:
                 os.environ.pop(name, None)
             with schema_context(slug):
-                ReplyCharge.objects.filter(message__conversation=conversation).delete()
-                Conversation.objects.filter(pk=conversation.pk).update(last_message=None)
-                Message.objects.filter(conversation=conversation).delete()
-                Participant.objects.filter(conversation=conversation).delete()
-                ConversationCursor.objects.filter(conversation=conversation).delete()
-                channel = conversation.channel
-                conversation.delete()
-                channel.delete()
+                _conversation_delete(conversation)
+
+
+def test_a_worker_answers_several_conversations_at_once(committed_db, tmp_path) -> None:
+    """A worker started as production starts it (a threads pool) keeps several LLM calls in
+    flight, as a real model's seconds per answer need, and each task's log lines keep their
+    own request id."""
+    slug = committed_db["a"].slug
+    parties = 3
+    with fake_openai() as openai:
+        openai.reply_text = "Answered."
+        # Held until all three are in flight: a worker answering one at a time never gets there.
+        met = openai.together(RESPONSES, parties, timeout=15)
+        env = {
+            "HUB_TEST_OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": openai.base_url,
+            "HUB_LLM_TIMEOUT_SECONDS": "60",
+        }
+        with schema_context(slug):
+            conversations = [_conversation() for _ in range(parties)]
+        try:
+            os.environ.update(env)
+            with support.celery_worker(tmp_path, configured_pool=True) as worker:
+                for index, conversation in enumerate(conversations):
+                    token = request_id_var.set(f"trace-thread-{index}")
+                    try:
+                        with schema_context(slug):
+                            _ask(conversation, f"Question {index}")
+                    finally:
+                        request_id_var.reset(token)
+
+                def answered() -> bool:
+                    with schema_context(slug):
+                        return (
+                            Message.objects.filter(
+                                conversation__in=conversations, sender_type="ai"
+                            ).count()
+                            == parties
+                        )
+
+                support.wait_until(answered, timeout=60, what="the three answers")
+                log = worker.log()
+            assert met == [True] * parties
+            with schema_context(slug):
+                for conversation in conversations:
+                    (reply,) = Message.objects.filter(conversation=conversation, sender_type="ai")
+                    assert reply.content["text"] == "Answered."
+            calls = [json.loads(line) for line in log.splitlines() if "/v1/responses" in line]
+            assert sorted(call["request_id"] for call in calls) == [
+                f"trace-thread-{index}" for index in range(parties)
+            ]
+            assert '"level": "ERROR"' not in log
+        finally:
+            for name in env:
+                os.environ.pop(name, None)
+            with schema_context(slug):
+                for conversation in conversations:
+                    _conversation_delete(conversation)
+
+
+def _conversation_delete(conversation: Conversation) -> None:
+    ReplyCharge.objects.filter(message__conversation=conversation).delete()
+    Conversation.objects.filter(pk=conversation.pk).update(last_message=None)
+    Message.objects.filter(conversation=conversation).delete()
+    Participant.objects.filter(conversation=conversation).delete()
+    ConversationCursor.objects.filter(conversation=conversation).delete()
+    channel = conversation.channel
+    conversation.delete()
+    channel.delete()
 
 
 def test_the_sweep_looks_back_one_day(tenant_a, tenant_b) -> None:
