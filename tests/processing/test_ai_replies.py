@@ -125,8 +125,10 @@ def test_a_worker_killed_mid_message_answers_once_after_restart(committed_db, tm
                 _conversation_delete(conversation)
 
 
-def test_a_worker_answers_several_conversations_at_once(committed_db, tmp_path) -> None:
-    """A worker started as production starts it (a threads pool) keeps several LLM calls in
+def test_a_threads_pool_worker_answers_several_conversations_at_once(
+    committed_db, tmp_path
+) -> None:
+    """A worker with a threads pool (HUB_WORKER_POOL=threads) keeps several LLM calls in
     flight, as a real model's seconds per answer need, and each task's log lines keep their
     own request id."""
     slug = committed_db["a"].slug
@@ -144,7 +146,7 @@ def test_a_worker_answers_several_conversations_at_once(committed_db, tmp_path) 
             conversations = [_conversation() for _ in range(parties)]
         try:
             os.environ.update(env)
-            with support.celery_worker(tmp_path, configured_pool=True) as worker:
+            with support.celery_worker(tmp_path, pool="threads", concurrency=4) as worker:
                 for index, conversation in enumerate(conversations):
                     token = request_id_var.set(f"trace-thread-{index}")
                     try:
