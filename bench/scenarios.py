@@ -361,11 +361,8 @@ def end_to_end(quick: bool) -> Result:
             "max_rate_p99_le_500ms": best,
             "steps": {s["rate"]: s["e2e"]["p99_ms"] for s in steps},
             "web_cpu_ms_per_message": round(1000 * cpu["web"] / max(1, counts["inbound"]), 2),
-            "worker_cpu_ms_per_message": round(
-                1000
-                * (stack.worker_cpu_seconds() - worker_cpu_before)
-                / max(1, counts["replies_sent"]),
-                2,
+            "worker_cpu_ms_per_message": _worker_cpu_ms_per_reply(
+                stack, since=worker_cpu_before, replies=counts["replies_sent"]
             ),
             "replies_duplicated": counts["replies_duplicated"],
             "debits_duplicated": counts["debits_duplicated"],
@@ -387,6 +384,10 @@ def end_to_end(quick: bool) -> Result:
             }
         )
     return result
+
+
+def _worker_cpu_ms_per_reply(stack: Stack, *, since: float, replies: int) -> float:
+    return round(1000 * (stack.worker_cpu_seconds() - since) / max(1, replies), 2)
 
 
 def _workers(stack: Stack) -> str:
@@ -432,11 +433,8 @@ def model_latency(quick: bool) -> Result:
             "answered": step["answered"],
             "p50_ms": step["e2e"]["p50_ms"],
             "p99_ms": step["e2e"]["p99_ms"],
-            "worker_cpu_ms_per_message": round(
-                1000
-                * (stack.worker_cpu_seconds() - worker_cpu_before)
-                / max(1, counts["replies_sent"]),
-                2,
+            "worker_cpu_ms_per_message": _worker_cpu_ms_per_reply(
+                stack, since=worker_cpu_before, replies=counts["replies_sent"]
             ),
             "worker_rss_mib": round(worker_rss / 2**20),
             "replies_duplicated": counts["replies_duplicated"],

@@ -7,6 +7,7 @@ import os
 import signal
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -20,7 +21,7 @@ from processing.models import ConversationCursor, ReplyCharge
 from processing.services import conversation_drain
 from tests import support
 from tests.factories import AgentFactory
-from tests.fake_openai import RESPONSES, fake_openai
+from tests.fake_openai import RESPONSES, FakeOpenAI, fake_openai
 
 
 def _conversation() -> Conversation:
@@ -76,20 +77,17 @@ def test_a_failing_llm_opens_the_circuit_and_sends_the_fallback_free(tenant_a, o
         assert len(openai_fake.requests_to("/v1/responses")) == before
 
 
-def test_a_worker_killed_mid_message_answers_once_after_restart(committed_db, tmp_path) -> None:
+def test_a_worker_killed_mid_message_answers_once_after_restart(
+    committed_db, tmp_path, monkeypatch
+) -> None:
     slug = committed_db["a"].slug
     with fake_openai() as openai:
         openai.reply_text = "Answered."
         openai.slow(RESPONSES, 30)
-        env = {
-            "HUB_TEST_OPENAI_API_KEY": "sk-test",
-            "OPENAI_BASE_URL": openai.base_url,
-            "HUB_LLM_TIMEOUT_SECONDS": "60",
-        }
+        _workers_reach(openai, monkeypatch)
         with schema_context(slug):
             conversation = _conversation()
         try:
-            os.environ.update(env)
             with support.celery_worker(tmp_path / "first") as first:
                 with schema_context(slug):
                     _ask(conversation, "Are you there?")
@@ -119,14 +117,12 @@ def test_a_worker_killed_mid_message_answers_once_after_restart(committed_db, tm
                 assert [r.content["text"] for r in replies] == ["Answered."]
                 assert ConversationCursor.objects.get(conversation=conversation).processed_seq == 1
         finally:
-            for name in env:
-                os.environ.pop(name, None)
             with schema_context(slug):
                 _conversation_delete(conversation)
 
 
 def test_a_threads_pool_worker_answers_several_conversations_at_once(
-    committed_db, tmp_path
+    committed_db, tmp_path, monkeypatch
 ) -> None:
     """A worker with a threads pool (HUB_WORKER_POOL=threads) keeps several LLM calls in
     flight, as a real model's seconds per answer need, and each task's log lines keep their
@@ -137,15 +133,10 @@ def test_a_threads_pool_worker_answers_several_conversations_at_once(
         openai.reply_text = "Answered."
         # Held until all three are in flight: a worker answering one at a time never gets there.
         met = openai.together(RESPONSES, parties, timeout=15)
-        env = {
-            "HUB_TEST_OPENAI_API_KEY": "sk-test",
-            "OPENAI_BASE_URL": openai.base_url,
-            "HUB_LLM_TIMEOUT_SECONDS": "60",
-        }
+        _workers_reach(openai, monkeypatch)
         with schema_context(slug):
             conversations = [_conversation() for _ in range(parties)]
         try:
-            os.environ.update(env)
             with support.celery_worker(tmp_path, pool="threads", concurrency=4) as worker:
                 for index, conversation in enumerate(conversations):
                     token = request_id_var.set(f"trace-thread-{index}")
@@ -177,11 +168,16 @@ def test_a_threads_pool_worker_answers_several_conversations_at_once(
             ]
             assert '"level": "ERROR"' not in log
         finally:
-            for name in env:
-                os.environ.pop(name, None)
             with schema_context(slug):
                 for conversation in conversations:
                     _conversation_delete(conversation)
+
+
+def _workers_reach(openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker processes the test starts answer through the fake OpenAI."""
+    monkeypatch.setenv("HUB_TEST_OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", openai.base_url)
+    monkeypatch.setenv("HUB_LLM_TIMEOUT_SECONDS", "60")
 
 
 def _conversation_delete(conversation: Conversation) -> None:
