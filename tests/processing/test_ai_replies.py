@@ -125,20 +125,24 @@ def test_a_threads_pool_worker_answers_several_conversations_at_once(
     committed_db, tmp_path, monkeypatch
 ) -> None:
     """A worker with a threads pool (HUB_WORKER_POOL=threads) keeps several LLM calls in
-    flight, as a real model's seconds per answer need, and each task's log lines keep their
-    own request id."""
-    slug = committed_db["a"].slug
-    parties = 3
+    flight, as a real model's seconds per answer need; each task works in its own tenant's
+    schema while another tenant's runs beside it, and its log lines keep its own request id."""
+    a, b = committed_db["a"].slug, committed_db["b"].slug
+    slugs = [a, b, a]
+    parties = len(slugs)
     with fake_openai() as openai:
         openai.reply_text = "Answered."
         # Held until all three are in flight: a worker answering one at a time never gets there.
         met = openai.together(RESPONSES, parties, timeout=15)
         _workers_reach(openai, monkeypatch)
-        with schema_context(slug):
-            conversations = [_conversation() for _ in range(parties)]
+        conversations = []
+        for slug in slugs:
+            with schema_context(slug):
+                conversations.append(_conversation())
+        asked = list(zip(slugs, conversations, strict=True))
         try:
             with support.celery_worker(tmp_path, pool="threads", concurrency=4) as worker:
-                for index, conversation in enumerate(conversations):
+                for index, (slug, conversation) in enumerate(asked):
                     token = request_id_var.set(f"trace-thread-{index}")
                     try:
                         with schema_context(slug):
@@ -147,19 +151,19 @@ def test_a_threads_pool_worker_answers_several_conversations_at_once(
                         request_id_var.reset(token)
 
                 def answered() -> bool:
-                    with schema_context(slug):
-                        return (
-                            Message.objects.filter(
-                                conversation__in=conversations, sender_type="ai"
+                    count = 0
+                    for slug, conversation in asked:
+                        with schema_context(slug):
+                            count += Message.objects.filter(
+                                conversation=conversation, sender_type="ai"
                             ).count()
-                            == parties
-                        )
+                    return count == parties
 
                 support.wait_until(answered, timeout=60, what="the three answers")
                 log = worker.log()
             assert met == [True] * parties
-            with schema_context(slug):
-                for conversation in conversations:
+            for slug, conversation in asked:
+                with schema_context(slug):
                     (reply,) = Message.objects.filter(conversation=conversation, sender_type="ai")
                     assert reply.content["text"] == "Answered."
             calls = [json.loads(line) for line in log.splitlines() if "/v1/responses" in line]
@@ -168,8 +172,8 @@ def test_a_threads_pool_worker_answers_several_conversations_at_once(
             ]
             assert '"level": "ERROR"' not in log
         finally:
-            with schema_context(slug):
-                for conversation in conversations:
+            for slug, conversation in asked:
+                with schema_context(slug):
                     _conversation_delete(conversation)
 
 
@@ -189,6 +193,8 @@ def _conversation_delete(conversation: Conversation) -> None:
     channel = conversation.channel
     conversation.delete()
     channel.delete()
+    if channel.agent is not None:
+        channel.agent.delete()
 
 
 def test_the_sweep_looks_back_one_day(tenant_a, tenant_b) -> None:
