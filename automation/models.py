@@ -90,6 +90,15 @@ class Reminder(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    # The inbound message that last cancelled or snoozed it: a reprocessed message (answers are
+    # worked out outside a transaction) changes nothing twice.
+    changed_by = models.ForeignKey(
+        "conversations.Message",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     snoozed = models.PositiveSmallIntegerField(default=0, help_text="Times it was snoozed.")
     delivered_message = models.ForeignKey(
         "conversations.Message",

@@ -142,25 +142,43 @@ def reminder_create(
     return reminder
 
 
+def _changed_by(conversation: Conversation, message: Message | None) -> list[Reminder]:
+    """What `message` cancelled or snoozed when it was processed before."""
+    if message is None:
+        return []
+    return list(Reminder.objects.filter(conversation=conversation, changed_by=message))
+
+
 @transaction.atomic
-def reminder_cancel(*, conversation: Conversation, every: bool = False) -> list[Reminder]:
-    """Cancels the conversation's next reminder (or all of them); returns what it cancelled."""
+def reminder_cancel(
+    *, conversation: Conversation, every: bool = False, asked_by: Message | None = None
+) -> list[Reminder]:
+    """Cancels the conversation's next reminder (or all of them); returns what it cancelled.
+    `asked_by`: the contact's message asking, which cancels once however often it is
+    processed."""
+    if done := _changed_by(conversation, asked_by):
+        return done
     scheduled = Reminder.objects.select_for_update().filter(
         conversation=conversation, status=Reminder.Status.SCHEDULED
     )
     chosen = list(scheduled.order_by("due_at") if every else scheduled.order_by("due_at")[:1])
     Reminder.objects.filter(pk__in=[r.pk for r in chosen]).update(
-        status=Reminder.Status.CANCELLED, updated_at=timezone.now()
+        status=Reminder.Status.CANCELLED, changed_by=asked_by, updated_at=timezone.now()
     )
     return chosen
 
 
 @transaction.atomic
-def reminder_snooze(*, conversation: Conversation, by: datetime.timedelta) -> Reminder | None:
+def reminder_snooze(
+    *, conversation: Conversation, by: datetime.timedelta, asked_by: Message | None = None
+) -> Reminder | None:
     """Puts off the reminder last delivered here (within the hour) by `by`, or else the next
-    one still to come. None when there is nothing to snooze."""
+    one still to come. None when there is nothing to snooze. `asked_by`: the contact's
+    message asking, which snoozes once however often it is processed."""
     if not MIN_REMINDER_DELAY <= by <= MAX_REMINDER_DELAY:
         raise ReminderRefused("I can snooze a reminder by 30 seconds up to a year.")
+    if done := _changed_by(conversation, asked_by):
+        return done[0]
     recent = (
         Reminder.objects.select_for_update()
         .filter(
@@ -177,7 +195,17 @@ def reminder_snooze(*, conversation: Conversation, by: datetime.timedelta) -> Re
         recent.due_at = now + by
         recent.delivered_at = None
         recent.snoozed += 1
-        recent.save(update_fields=["status", "due_at", "delivered_at", "snoozed", "updated_at"])
+        recent.changed_by = asked_by
+        recent.save(
+            update_fields=[
+                "status",
+                "due_at",
+                "delivered_at",
+                "snoozed",
+                "changed_by",
+                "updated_at",
+            ]
+        )
         _deliver_at_due_time(recent)
         return recent
     upcoming = (
@@ -190,7 +218,8 @@ def reminder_snooze(*, conversation: Conversation, by: datetime.timedelta) -> Re
         return None
     upcoming.due_at = max(upcoming.due_at, now) + by
     upcoming.snoozed += 1
-    upcoming.save(update_fields=["due_at", "snoozed", "updated_at"])
+    upcoming.changed_by = asked_by
+    upcoming.save(update_fields=["due_at", "snoozed", "changed_by", "updated_at"])
     _deliver_at_due_time(upcoming)
     return upcoming
 

@@ -414,15 +414,16 @@ def model_latency(quick: bool) -> Result:
         targets = targets_of(seeded, "bench_model")
         stack.fakes_call("/_bench/mode", {"llm": "slow", "llm_delay": MODEL_SECONDS})
         worker_cpu_before = stack.worker_cpu_seconds()
-        step, _ = _e2e_step(
-            stack,
-            targets,
-            rate=rate,
-            duration=duration,
-            prefix="model",
-            since=0,
-            drain_cap=30 if quick else 120,
-        )
+        with stack.sessions_watched() as sessions:
+            step, _ = _e2e_step(
+                stack,
+                targets,
+                rate=rate,
+                duration=duration,
+                prefix="model",
+                since=0,
+                drain_cap=30 if quick else 120,
+            )
         counts = reply_counts(stack, "bench_model")
         worker_rss = sum(v for k, v in stack.rss().items() if k.startswith("worker"))
         result.details.update(step=step, counts=counts, workers=_workers(stack))
@@ -438,6 +439,7 @@ def model_latency(quick: bool) -> Result:
             ),
             "worker_rss_mib": round(worker_rss / 2**20),
             "replies_duplicated": counts["replies_duplicated"],
+            **sessions,
         }
         result.target("answered within the wait", step["answered"], step["accepted"], at_most=False)
         # The hub's own share: at most two model calls (a new conversation's) and 500 ms.

@@ -20,6 +20,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench"
 DATABASE_NAME = "hub_bench"
 _MIGRATED_TEMPLATES: set[str] = set()
+# The watcher's own session excluded.
+_SESSIONS_SQL = (
+    "SELECT count(*), count(*) FILTER (WHERE state LIKE 'idle in transaction%'),"
+    " COALESCE(max(EXTRACT(EPOCH FROM now() - xact_start))"
+    " FILTER (WHERE state LIKE 'idle in transaction%'), 0)"
+    " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
 
 
 def _say(message: str) -> None:
@@ -453,6 +461,32 @@ class Stack:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             conn.execute(f'SET search_path TO "{schema}", public')
             return list(conn.execute(sql, params or []).fetchall())
+
+    @contextlib.contextmanager
+    def sessions_watched(self, every: float = 0.5) -> Iterator[dict[str, int]]:
+        """The most PostgreSQL sessions on the hub's database seen at once while the block
+        runs; the most of them idle inside a transaction, and the oldest such transaction (one
+        held open while the hub waits on something else, a model's answer say, lasts as long as
+        the wait; one whose thread waits its turn for the CPU, milliseconds)."""
+        seen = {"sessions_max": 0, "idle_in_transaction_max": 0, "idle_transaction_oldest_ms": 0}
+        done = threading.Event()
+
+        def watch() -> None:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                while not done.wait(every):
+                    row = conn.execute(_SESSIONS_SQL).fetchone() or (0, 0, 0)
+                    for name, value in zip(
+                        seen, (row[0], row[1], round(row[2] * 1000)), strict=True
+                    ):
+                        seen[name] = max(seen[name], value)
+
+        watcher = threading.Thread(target=watch, name="sessions-watched", daemon=True)
+        watcher.start()
+        try:
+            yield seen
+        finally:
+            done.set()
+            watcher.join(10)
 
     # --- tear-down ------------------------------------------------------------------------
     def stop(self) -> None:

@@ -169,7 +169,7 @@ def _answer_all(profile: str, slugs: list[str]) -> dict[str, Any]:
         # What the backend holds after serving every tenant (its catalog caches grow with each
         # schema it touches). Readable by superusers and pg_read_all_stats only.
         try:
-            cursor.execute("SELECT sum(total_bytes) FROM pg_backend_memory_contexts")
+            cursor.execute("SELECT sum(total_bytes)::bigint FROM pg_backend_memory_contexts")
             (backend_bytes,) = cursor.fetchone()
         except DatabaseError:
             backend_bytes = None

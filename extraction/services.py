@@ -14,14 +14,12 @@ two runs of one conversation apart instead.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import random
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import status
 
@@ -46,6 +44,7 @@ from extraction.models import Extraction, ExtractionCursor, ExtractionField, Ext
 from extraction.rules import rules_extract
 from extraction.schema import FieldSpec, extraction_instructions, extraction_json_schema
 from extraction.validation import Validated, answer_validate, data_diff
+from hub.db import advisory_lock_held
 from hub.events import event_publish
 from hub.exceptions import ApplicationError, ConflictError
 from inbox.models import Notification
@@ -177,28 +176,6 @@ class _Answer:
     source: str
     model: str = ""
     tokens: int = 0
-
-
-def _lock_key(conversation_id: uuid.UUID) -> int:
-    name = f"extraction:{tenant_connection().schema_name}:{conversation_id}"
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-@contextmanager
-def _conversation_lock(conversation_id: uuid.UUID) -> Iterator[bool]:
-    """A session advisory lock: held across the extractor call without holding a transaction
-    open, and released by PostgreSQL should the worker die."""
-    key = _lock_key(conversation_id)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        row = cursor.fetchone()
-    acquired = bool(row and row[0])
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 def _transcript(conversation: Conversation) -> tuple[str, list[str]]:
@@ -407,7 +384,8 @@ def extraction_run(
     now = now or timezone.now()
     manual = trigger == Extraction.Trigger.MANUAL
     conversation = conversation_get(conversation_id=conversation_id)
-    with _conversation_lock(conversation.pk) as locked:
+    name = f"extraction:{tenant_connection().schema_name}:{conversation.pk}"
+    with advisory_lock_held(name) as locked:
         if not locked:
             if manual:
                 raise ExtractionInProgress()

@@ -1,6 +1,7 @@
 """PostgreSQL as the hot paths use it: timestamps read by psycopg's C loader, and statements the
 ORM would build and compile on every call built once instead (inserts, one of which a unique
-constraint may turn down; updates of named fields; upserts; `PreparedQuery` for reads).
+constraint may turn down; updates of named fields; upserts; `PreparedQuery` for reads), and
+the session advisory locks that keep slow work on one conversation to one worker.
 
 Timestamps. Django registers a timestamptz loader on every connection that subclasses
 psycopg's pure-Python one, which parses each value with a regular expression: about 5 µs a
@@ -13,9 +14,12 @@ compares on every cursor it opens.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache, lru_cache
@@ -39,6 +43,8 @@ from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 from psycopg.types.datetime import TimestamptzLoader as PythonTimestamptzLoader
+
+logger = logging.getLogger(__name__)
 
 _TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
 # psycopg's own loader for text-format timestamptz: the C one where psycopg[binary] is in.
@@ -353,3 +359,35 @@ def _loader(queryset: QuerySet[Any], compiler: SQLCompiler) -> Callable[[list[An
         return instances
 
     return load
+
+
+def advisory_key(name: str) -> int:
+    """The 64-bit key PostgreSQL's advisory locks take, for a name (a tenant's schema in it
+    keeps tenants apart)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def advisory_lock_held(name: str) -> Iterator[bool]:
+    """Tries a session advisory lock: yields whether it was taken. Held across slow work (a
+    model's answer) without holding a transaction open, and released by PostgreSQL should the
+    worker die. A session whose unlock fails is closed, so the lock cannot outlive the block on
+    a connection kept for the next task."""
+    key = advisory_key(name)
+    with default_connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        row = cursor.fetchone()
+    acquired = bool(row and row[0])
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            try:
+                with default_connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+            except DatabaseError:
+                if default_connection.in_atomic_block:
+                    raise
+                # A lost connection took the lock with it; a live one gives it up as it closes.
+                logger.warning("advisory unlock failed; connection closed")
+                default_connection.close()

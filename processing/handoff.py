@@ -9,7 +9,6 @@ answer. Either way operators get an inbox notification: the assignee, or all of 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 import uuid
 import zoneinfo
@@ -24,6 +23,7 @@ from agents.models import Agent
 from conversations.models import Conversation, Message, Operator
 from conversations.services.conversations import conversation_update
 from conversations.services.messages import message_send
+from hub.db import advisory_key
 from hub.exceptions import ConflictError
 from hub.redis import get_redis
 from inbox.models import Notification
@@ -189,12 +189,9 @@ def out_of_hours_notice(*, tenant: Tenant, opening: Opening, language: str) -> s
 def _lock_assignment() -> None:
     """Serialises assignments in this tenant until the transaction ends, so two handoffs at once
     neither overfill an operator nor take the same round-robin turn."""
-    schema = tenant_connection().schema_name
-    digest = hashlib.sha256(f"{schema}:handoff-assignment".encode()).digest()
+    key = advisory_key(f"{tenant_connection().schema_name}:handoff-assignment")
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)]
-        )
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
 def operator_loads() -> dict[object, int]:

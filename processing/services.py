@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -31,9 +31,9 @@ from channels_app.delivery import message_deliver_enqueue, message_deliver_or_re
 from channels_app.providers.base import content_as_text
 from conversations.models import Conversation, Message
 from conversations.services.messages import message_send
-from hub.db import PreparedQuery, insert_unless_conflict, save_fields
-from processing.context import context_prepare, context_use
-from processing.handlers import HANDLERS, HandlerContext
+from hub.db import PreparedQuery, advisory_lock_held, insert_unless_conflict, save_fields
+from processing.context import ConversationContext, context_prepare, context_use
+from processing.handlers import HANDLERS, MODEL_HANDLERS, HandlerContext, HandlerResult
 from processing.handlers.answer import HANDOFF_TEXT
 from processing.handlers.base import text_reply
 from processing.handoff import conversation_handoff
@@ -51,62 +51,48 @@ class ConversationBusy(Exception):
     """Another worker is processing this conversation right now."""
 
 
-def _lock_key(conversation_id: uuid.UUID | str) -> int:
-    digest = hashlib.sha256(
-        f"{tenant_connection().schema_name}:{conversation_id}".encode()
-    ).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-# The drain's bookkeeping is three plain statements on its own table (and the messages' seqs),
+# The drain's bookkeeping is a few plain statements on its own table (and the messages' seqs),
 # written as SQL: through the ORM, compiling them cost more than the rest of the drain's reads
 # (docs/performance.md).
-_LOCK_SQL = (
-    "SELECT pg_try_advisory_xact_lock(%s), (SELECT id FROM conversations_message"
-    " WHERE conversation_id = %s AND direction = %s AND seq > cursor.seq ORDER BY seq LIMIT 1)"
-    " FROM (SELECT COALESCE((SELECT processed_seq FROM processing_conversationcursor"
-    " WHERE conversation_id = %s), 0) AS seq) cursor"
+_NEXT = (
+    "SELECT id FROM conversations_message WHERE conversation_id = %s AND direction = %s"
+    " AND seq > {after} ORDER BY seq LIMIT 1"
 )
+_FIRST_SQL = _NEXT.format(
+    after="COALESCE((SELECT processed_seq FROM processing_conversationcursor"
+    " WHERE conversation_id = %s), 0)"
+)
+_NEXT_SQL = _NEXT.format(after="%s")
 _MOVE_SQL = (
     "INSERT INTO processing_conversationcursor (conversation_id, processed_seq, updated_at)"
     " VALUES (%s, %s, now()) ON CONFLICT (conversation_id)"
     " DO UPDATE SET processed_seq = EXCLUDED.processed_seq, updated_at = EXCLUDED.updated_at"
 )
-_MORE_SQL = (
-    "SELECT EXISTS (SELECT 1 FROM conversations_message"
-    " WHERE conversation_id = %s AND direction = %s AND seq > %s)"
-)
+# Taken before the replies are written, as writing them would take it: an operator who took
+# the conversation over while the model was answering has it from then on.
+_AI_ACTIVE_SQL = "SELECT ai_active FROM conversations_conversation WHERE id = %s FOR UPDATE"
 
 
-def _lock_and_next(conversation_id: uuid.UUID | str) -> uuid.UUID | None:
-    """Takes a transaction-scoped advisory lock on the conversation: released by commit or
-    rollback, even if the worker dies, so no conversation stays locked. Returns the id of the
-    first inbound message past the cursor (None: none waits); raises ConversationBusy when
-    another worker holds the conversation."""
+def _lock_name(conversation_id: uuid.UUID | str) -> str:
+    return f"{tenant_connection().schema_name}:{conversation_id}"
+
+
+def _first_unprocessed(conversation_id: uuid.UUID | str) -> uuid.UUID | None:
     with connection.cursor() as cursor:
-        cursor.execute(
-            _LOCK_SQL,
-            [
-                _lock_key(conversation_id),
-                conversation_id,
-                Message.Direction.IN.value,
-                conversation_id,
-            ],
-        )
-        locked, next_id = cursor.fetchone()
-    if not locked:
-        raise ConversationBusy()
-    return next_id
+        cursor.execute(_FIRST_SQL, [conversation_id, Message.Direction.IN.value, conversation_id])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
-def _cursor_move(conversation_id: uuid.UUID | str, seq: int) -> bool:
-    """Moves the cursor to `seq` (created on the conversation's first message); True when an
-    inbound message waits past it. Only the lock's holder writes it, so it only moves forward."""
+def _cursor_move(conversation_id: uuid.UUID | str, seq: int) -> uuid.UUID | None:
+    """Moves the cursor to `seq` (created on the conversation's first message); returns the
+    inbound message waiting past it, if any. Only the lock's holder writes it, so it only moves
+    forward."""
     with connection.cursor() as cursor:
         cursor.execute(_MOVE_SQL, [conversation_id, seq])
-        cursor.execute(_MORE_SQL, [conversation_id, Message.Direction.IN.value, seq])
-        (more,) = cursor.fetchone()
-    return bool(more)
+        cursor.execute(_NEXT_SQL, [conversation_id, Message.Direction.IN.value, seq])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _unprocessed(message_id: uuid.UUID, known: dict[str, Message]) -> Message | None:
@@ -126,23 +112,28 @@ def conversation_drain(
 
     Returns how many it processed. Raises ConversationBusy when another worker holds the
     conversation (the caller retries shortly: that worker may have finished its scan already).
-    Each message is answered in a transaction of its own, which also looks for the next one
-    while it holds the lock: a message committed after that look finds the lock still held and
-    is retried by its own drain. `known`: messages by id as the caller stored them, loaded.
+    The conversation is held by a session advisory lock, so no transaction stays open while
+    the model answers; each answer is written in a transaction of its own, which moves the
+    cursor and looks for the next message. The lock is given up only after the last look: a
+    message committed after it found the lock held and is retried by its own drain. `known`:
+    messages by id as the caller stored them, loaded.
     """
     processed = 0
-    while True:
-        with transaction.atomic():
-            next_id = _lock_and_next(conversation_id)
-            message = _unprocessed(next_id, known or {}) if next_id else None
+    with advisory_lock_held(_lock_name(conversation_id)) as held:
+        if not held:
+            raise ConversationBusy()
+        next_id = _first_unprocessed(conversation_id)
+        while next_id is not None:
+            message = _unprocessed(next_id, known or {})
             if message is None:
-                return processed
-            if message.deleted_at is None:
-                message_process(message=message)
-            more = _cursor_move(conversation_id, message.seq)
-        processed += 1
-        if not more:
-            return processed
+                break
+            answer = message_answer(message=message) if message.deleted_at is None else None
+            with transaction.atomic():
+                if answer is not None:
+                    answer_record(message=message, answer=answer)
+                next_id = _cursor_move(conversation_id, message.seq)
+            processed += 1
+    return processed
 
 
 # The conversations whose new inbound messages this worker answers itself (see below); None
@@ -216,22 +207,49 @@ def _reply_price(tokens: int) -> int:
     return credit_reply_price(tokens=tokens)
 
 
-def message_process(*, message: Message) -> None:
-    """Answers one inbound message, if it is the AI's turn: routing picks a handler, the handler
-    says what to reply; the replies are written and the first one's price fixed (charged once
-    it is delivered). Credits are checked before any LLM call (routing may call one too)."""
+@dataclass(frozen=True)
+class Answer:
+    """An answer to one inbound message, worked out before it is written: the handler's result,
+    or, from a handler that calls no model, the call itself, made where the answer is written
+    (in one transaction with it)."""
+
+    result: HandlerResult | None = None
+    later: Callable[[], HandlerResult] | None = None
+    route_tokens: int = 0
+    # Routing knows why better than the generic `handoff` handler does.
+    handoff_reason: str | None = None
+
+    def handler_result(self) -> HandlerResult:
+        if self.result is not None:
+            return self.result
+        assert self.later is not None
+        return self.later()
+
+
+def _handler_run(
+    name: str, handler_context: HandlerContext, context: ConversationContext
+) -> HandlerResult:
+    with context_use(context):
+        return HANDLERS[name](handler_context)
+
+
+def message_answer(*, message: Message) -> Answer | None:
+    """Works out the AI's answer to one inbound message; None when it is not the AI's turn.
+    Credits are checked before any LLM call (routing may call one too), then routing picks a
+    handler. Runs outside any transaction, as the model may take seconds: context and routing
+    (whose writes are keyed by the message) and a handler that calls a model run here; any
+    other handler runs where the answer is written."""
     conversation = message.conversation
     agent = conversation.channel.agent
     if not conversation.ai_active or agent is None:
-        return
+        return None
     text = message.text or content_as_text(message.content)
     if not credit_can_afford(amount=_reply_price(0)):
         logger.warning(
             "no credits for an AI reply", extra={"conversation_id": str(conversation.pk)}
         )
         notice = [text_reply(agent.fallback_reply or HANDOFF_TEXT)]
-        _send(conversation, message, _hand_off(conversation, agent, notice, reason="no_credits"))
-        return
+        return Answer(result=HandlerResult(replies=notice, handoff="no_credits", billable=False))
     # The recent messages and summaries the handler's LLM reply gets (processing/context.py).
     context = context_prepare(conversation=conversation, agent=agent, message=message)
     route = route_decide(
@@ -240,16 +258,38 @@ def message_process(*, message: Message) -> None:
     handler_context = HandlerContext(
         message=message, conversation=conversation, agent=agent, text=text, route=route
     )
-    with context_use(context):
-        result = HANDLERS[route.handler](handler_context)
+    run = partial(_handler_run, route.handler, handler_context, context)
+    return Answer(
+        result=run() if route.handler in MODEL_HANDLERS else None,
+        later=run,
+        route_tokens=route.tokens,
+        handoff_reason=route.reason if route.handler == HANDOFF_HANDLER else None,
+    )
+
+
+def answer_record(*, message: Message, answer: Answer) -> None:
+    """Writes the AI's answer to `message` (in the drain's transaction): its replies, the
+    handoff it asks for, and the first reply's price (charged once it is delivered). Nothing is
+    written if a person took the conversation over while the model was answering."""
+    conversation = message.conversation
+    with connection.cursor() as cursor:
+        cursor.execute(_AI_ACTIVE_SQL, [conversation.pk])
+        row = cursor.fetchone()
+    if not (row and row[0]):
+        logger.info(
+            "answer dropped: a person took the conversation over",
+            extra={"conversation_id": str(conversation.pk)},
+        )
+        return
+    result = answer.handler_result()
     contents = result.replies
-    if result.handoff:
-        # Routing knows why better than the generic `handoff` handler does.
-        reason = route.reason if route.handler == HANDOFF_HANDLER else result.handoff
+    agent = conversation.channel.agent
+    if result.handoff and agent is not None:
+        reason = answer.handoff_reason or result.handoff
         contents = _hand_off(conversation, agent, contents, reason=reason)
     replies = _send(conversation, message, contents)
     if replies and result.billable:
-        tokens = route.tokens + result.tokens
+        tokens = answer.route_tokens + result.tokens
         # A rerun finds the charge of a reply it wrote before: nothing is inserted twice.
         insert_unless_conflict(
             ReplyCharge(message=replies[0], amount=_reply_price(tokens), tokens=tokens)

@@ -128,6 +128,20 @@ class FakeOpenAI:
             self.provider.then(pattern, 200, held)
         return met
 
+    def hold(self, pattern: str, *, timeout: float = 30) -> tuple[threading.Event, threading.Event]:
+        """The next request matching `pattern` is held until the test sets the second event
+        (or `timeout` passes), then answered normally; the first is set once it has arrived."""
+        answer = self._answer_for(pattern)
+        arrived, release = threading.Event(), threading.Event()
+
+        def held(request: Recorded) -> Any:
+            arrived.set()
+            release.wait(timeout)
+            return answer(request)
+
+        self.provider.then(pattern, 200, held)
+        return arrived, release
+
     def _answer_for(self, pattern: str) -> Any:
         return {
             CONVERSATIONS: self._conversation,

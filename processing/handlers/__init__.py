@@ -9,6 +9,13 @@ from processing.handlers import (
     small_talk,  # noqa: F401
     task,  # noqa: F401
 )
-from processing.handlers.base import HANDLERS, Handler, HandlerContext, HandlerResult, Route
+from processing.handlers.base import (
+    HANDLERS,
+    MODEL_HANDLERS,
+    Handler,
+    HandlerContext,
+    HandlerResult,
+    Route,
+)
 
-__all__ = ["HANDLERS", "Handler", "HandlerContext", "HandlerResult", "Route"]
+__all__ = ["HANDLERS", "MODEL_HANDLERS", "Handler", "HandlerContext", "HandlerResult", "Route"]

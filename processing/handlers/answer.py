@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 HANDOFF_TEXT = "I'm passing this to a person from our team, who will answer here shortly."
 
 
-@handler("answer")
+@handler("answer", calls_model=True)
 def answer(ctx: HandlerContext) -> HandlerResult:
     if ctx.message.content.get("type") == "reaction":
         return HandlerResult()

@@ -48,13 +48,19 @@ class HandlerResult:
 Handler = Callable[[HandlerContext], HandlerResult]
 
 HANDLERS: dict[str, Handler] = {}
+# The handlers that may call a model. They run outside any transaction, the model's seconds
+# included, so what they write must be keyed by the message (a rerun after a failure writes
+# nothing twice); the others run in the transaction that writes their replies.
+MODEL_HANDLERS: set[str] = set()
 
 
-def handler(name: str) -> Callable[[Handler], Handler]:
+def handler(name: str, *, calls_model: bool = False) -> Callable[[Handler], Handler]:
     """Registers a handler under the name routing rules use."""
 
     def register(function: Handler) -> Handler:
         HANDLERS[name] = function
+        if calls_model:
+            MODEL_HANDLERS.add(name)
         return function
 
     return register

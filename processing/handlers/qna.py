@@ -72,7 +72,7 @@ def _sources_block(matches: list[PassageMatch]) -> str:
     return INSTRUCTIONS + "\n\nSources:\n\n" + "\n\n".join(blocks)
 
 
-@handler("qna")
+@handler("qna", calls_model=True)
 def qna(ctx: HandlerContext) -> HandlerResult:
     if ctx.message.content.get("type") == "reaction":
         return HandlerResult()

@@ -131,7 +131,7 @@ def _act(
         what = f" to {reminder.text}" if request.text else ""
         return f"Okay, I'll remind you{what} on {_when(reminder.due_at, zone)}."
     if request.action == CANCEL:
-        cancelled = reminder_cancel(conversation=conversation, every=every)
+        cancelled = reminder_cancel(conversation=conversation, every=every, asked_by=ctx.message)
         if not cancelled:
             return "You have no reminders to cancel."
         if len(cancelled) == 1:
@@ -139,7 +139,9 @@ def _act(
         return f"Cancelled your {len(cancelled)} reminders."
     if request.action == SNOOZE:
         snoozed = reminder_snooze(
-            conversation=conversation, by=request.snooze or parsing.DEFAULT_SNOOZE
+            conversation=conversation,
+            by=request.snooze or parsing.DEFAULT_SNOOZE,
+            asked_by=ctx.message,
         )
         if snoozed is None:
             return "There's no reminder to snooze."
@@ -151,7 +153,7 @@ def _act(
     return "Your reminders:\n" + "\n".join(lines)
 
 
-@handler("reminder")
+@handler("reminder", calls_model=True)
 def reminder(ctx: HandlerContext) -> HandlerResult:
     if ctx.message.content.get("type") == "reaction":
         return HandlerResult()

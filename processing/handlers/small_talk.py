@@ -74,7 +74,7 @@ def canned_reply(*, text: str, agent_name: str, language: str) -> str:
     return replies[kind].format(name=agent_name)
 
 
-@handler("small_talk")
+@handler("small_talk", calls_model=True)
 def small_talk(ctx: HandlerContext) -> HandlerResult:
     if ctx.message.content.get("type") == "reaction":
         return HandlerResult()

@@ -78,7 +78,7 @@ def _status_text(tasks: list[Task]) -> str:
     return "Here is where your requests stand:\n" + "\n".join(lines)
 
 
-@handler("task")
+@handler("task", calls_model=True)
 def task(ctx: HandlerContext) -> HandlerResult:
     if ctx.message.content.get("type") == "reaction":
         return HandlerResult()

@@ -5,23 +5,29 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from agents.models import LlmCall
 from billing.selectors import credit_balance_get
 from channels_app.models import Channel, ChannelKind
 from conversations.models import Contact, Conversation, Message, Participant
 from conversations.services.messages import message_receive
 from hub.context import request_id_var
+from hub.db import advisory_key
+from inbox.services import inbox_take_over
 from processing.jobs import sweep
 from processing.models import ConversationCursor, ReplyCharge
-from processing.services import conversation_drain
+from processing.services import _lock_name, conversation_drain
 from tests import support
-from tests.factories import AgentFactory
+from tests.factories import AgentFactory, OperatorFactory
 from tests.fake_openai import RESPONSES, FakeOpenAI, fake_openai
+from tests.support import database_url_for_tests
 
 
 def _conversation() -> Conversation:
@@ -175,6 +181,69 @@ def test_a_threads_pool_worker_answers_several_conversations_at_once(
             for slug, conversation in asked:
                 with schema_context(slug):
                     _conversation_delete(conversation)
+
+
+def test_no_transaction_is_held_while_the_model_answers_and_a_takeover_meanwhile_wins(
+    committed_db, tmp_path, monkeypatch
+) -> None:
+    """The conversation stays held (a session advisory lock) but no transaction is open while
+    the model answers: a real model's seconds would otherwise keep a transaction and its
+    snapshot open per answer. An operator who takes the conversation over meanwhile has it: the
+    answer is dropped, unsent and uncharged, and the message counts as processed. (With the
+    model called inside the drain's transaction, taking over waited for the model to answer.)"""
+    slug = committed_db["a"].slug
+    with fake_openai() as openai:
+        openai.reply_text = "Answered."
+        arrived, release = openai.hold(RESPONSES)
+        _workers_reach(openai, monkeypatch)
+        with schema_context(slug):
+            conversation = _conversation()
+            operator = OperatorFactory.create()
+            key = advisory_key(_lock_name(conversation.pk)) & 0xFFFFFFFFFFFFFFFF
+        try:
+            with support.celery_worker(tmp_path) as worker:
+                with schema_context(slug):
+                    _ask(conversation, "Are you there?")
+                assert arrived.wait(30), "the model call never came"
+                with psycopg.connect(database_url_for_tests(), autocommit=True) as observer:
+                    holders = observer.execute(
+                        "SELECT a.state, a.xact_start FROM pg_locks l"
+                        " JOIN pg_stat_activity a ON a.pid = l.pid"
+                        " WHERE l.locktype = 'advisory' AND l.granted"
+                        " AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
+                        [key >> 32, key & 0xFFFFFFFF],
+                    ).fetchall()
+                # Released by then at the latest: an operator who had to wait for the model
+                # would take over only once it answered.
+                safety = threading.Timer(20, release.set)
+                safety.start()
+                with schema_context(slug):
+                    inbox_take_over(conversation=conversation, operator=operator)
+                taken_while_the_model_worked = not release.is_set()
+                release.set()
+                safety.cancel()
+
+                def processed() -> bool:
+                    with schema_context(slug):
+                        return ConversationCursor.objects.filter(
+                            conversation=conversation, processed_seq=1
+                        ).exists()
+
+                support.wait_until(processed, timeout=30, what="the message processed")
+                log = worker.log()
+            assert holders == [("idle", None)]
+            assert taken_while_the_model_worked
+            with schema_context(slug):
+                assert not Message.objects.filter(
+                    conversation=conversation, sender_type="ai"
+                ).exists()
+                assert not ReplyCharge.objects.exists()
+                assert LlmCall.objects.filter(conversation_id=conversation.pk).count() == 1
+            assert "a person took the conversation over" in log
+        finally:
+            with schema_context(slug):
+                _conversation_delete(conversation)
+                operator.delete()
 
 
 def _workers_reach(openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from agents.models import Agent, LlmCall
@@ -20,6 +20,7 @@ from conversations.models import Contact, Conversation, Message
 from conversations.services.messages import message_receive, message_send
 from inbox.models import Notification
 from knowledge.services import knowledge_chunks_embed, knowledge_document_create
+from processing import services
 from processing.handlers import HANDLERS, HandlerContext, Route
 from processing.models import ReplyCharge, RoutingRule
 from processing.services import conversation_drain
@@ -64,11 +65,36 @@ def _ask(conversation: Conversation, content: dict[str, Any] | str) -> list[Mess
     """Says it, drains the conversation, and returns the AI's replies to it."""
     message = _say(conversation, content)
     conversation_drain(conversation_id=conversation.pk)
+    return _replies_to(message)
+
+
+def _replies_to(message: Message) -> list[Message]:
     return list(
         Message.objects.filter(
-            conversation=conversation, sender_type="ai", client_id__startswith=f"reply:{message.pk}"
+            conversation_id=message.conversation_id,
+            sender_type="ai",
+            client_id__startswith=f"reply:{message.pk}",
         ).order_by("seq")
     )
+
+
+def _ask_once_failing(
+    conversation: Conversation, text: str, monkeypatch: pytest.MonkeyPatch
+) -> Message:
+    """Says it and drains the conversation, the write of the answer failing (the database lost
+    at that moment, say): what the drain wrote before it stays as the failure left it."""
+    real = services._send
+
+    def lost(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(services, "_send", real)
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(services, "_send", lost)
+    message = _say(conversation, text)
+    with pytest.raises(DatabaseError):
+        conversation_drain(conversation_id=conversation.pk)
+    assert _replies_to(message) == []
+    return message
 
 
 def _texts(replies: list[Message]) -> list[str]:
@@ -445,6 +471,39 @@ def test_nonsense_from_the_llm_falls_back_to_the_parser(tenant_a, openai_fake) -
 # --- task ----------------------------------------------------------------------------------
 
 
+def test_a_cancel_processed_again_after_a_failure_cancels_nothing_more(
+    tenant_a, monkeypatch
+) -> None:
+    """The reminder handler may call a model, so it acts outside the answer's transaction: the
+    message keys what it changed, and a rerun says the same and changes nothing else."""
+    with tenant_a.schema():
+        conversation = _conversation()
+        _route("reminder", keywords=["remind me", "cancel my reminder"])
+        _ask(conversation, "remind me tomorrow at 9 to pay the rent")
+        _ask(conversation, "remind me in 2 hours to water the plants")
+        message = _ask_once_failing(conversation, "cancel my reminder", monkeypatch)
+        conversation_drain(conversation_id=conversation.pk)
+        (cancelled,) = _replies_to(message)
+        assert cancelled.content["text"] == "Cancelled your reminder “water the plants”."
+        assert list(
+            Reminder.objects.filter(conversation=conversation, status="scheduled").values_list(
+                "text", flat=True
+            )
+        ) == ["pay the rent"]
+
+
+def test_a_task_asked_for_again_after_a_failure_is_created_once(tenant_a, monkeypatch) -> None:
+    with tenant_a.schema():
+        conversation = _conversation()
+        _route("task", keywords=["call me back"])
+        message = _ask_once_failing(conversation, "Please call me back today.", monkeypatch)
+        task = Task.objects.get()
+        conversation_drain(conversation_id=conversation.pk)
+        (created,) = _replies_to(message)
+        assert Task.objects.get() == task
+        assert f"T-{task.pk.hex[:8].upper()}" in created.content["text"]
+
+
 def test_a_request_becomes_a_task_operators_are_told_of_and_the_contact_can_track(
     tenant_a,
 ) -> None:
@@ -623,6 +682,25 @@ def test_a_message_is_never_taken_as_two_answers(tenant_a) -> None:
         again = HANDLERS["assessment"](_context(conversation, answer, "assessment"))
         assert again.replies == []
         assert AssessmentRun.objects.get().step == 1
+
+
+def test_a_handler_that_calls_no_model_is_undone_with_its_failed_answer(
+    tenant_a, monkeypatch
+) -> None:
+    """The assessment calls no model, so it runs in the transaction that writes its answer: a
+    failed write undoes the run it started, and the rerun starts it and asks as the first did."""
+    with tenant_a.schema():
+        AssessmentFlow.objects.create(key="plan", name="Plan finder", definition=DEFINITION)
+        conversation = _conversation()
+        _route("assessment", pattern=r"\S")
+        message = _ask_once_failing(conversation, "help me choose a plan", monkeypatch)
+        assert not AssessmentRun.objects.exists()
+        conversation_drain(conversation_id=conversation.pk)
+        assert _texts(_replies_to(message)) == [
+            "Three quick questions. Type stop to quit.",
+            "(1/3) What is your name?",
+        ]
+        assert AssessmentRun.objects.count() == 1
 
 
 def test_no_flow_to_start_is_said_plainly(tenant_a) -> None:

@@ -37,9 +37,10 @@ from conversations.services.messages import (
     message_status_update,
 )
 from hub.celery import app
+from hub.db import advisory_key
 from hub.redis import get_redis
 from processing.models import ConversationCursor, ReplyCharge, RoutingDecision
-from processing.services import _lock_key
+from processing.services import _lock_name
 from tenants.models import Tenant
 from tests.factories import ConversationFactory, OperatorFactory
 from tests.fakes import FakeProvider, fake_provider
@@ -234,7 +235,7 @@ def test_a_conversation_another_worker_holds_is_left_to_the_drain_task(
         _process(world, world.receive("first"))
         with schema_context(slug):
             conversation = Conversation.objects.get(channel=world.channel)
-            key = _lock_key(conversation.pk)
+            key = advisory_key(_lock_name(conversation.pk))
         queued = _queued()
         # Another worker draining the conversation: its lock, from a connection of its own.
         with psycopg.connect(database_url_for_tests(), autocommit=True) as holder:
