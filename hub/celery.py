@@ -41,7 +41,7 @@ class HubTask(TenantTask):
 
 broker_transport_install()
 app = CeleryApp("hub", task_cls=HubTask)
-app.config_from_object("hub.celery_config:CELERY", namespace="CELERY")
+app.config_from_object("hub.celery_config:CELERY")
 app.autodiscover_tasks()
 
 REQUEST_ID_HEADER = "hub_request_id"

@@ -197,13 +197,20 @@ def test_a_broker_channel_keeps_one_redis_client_per_pool() -> None:
             assert third.ping()
 
 
+# Also what Celery makes of the settings: the reuse count its Django fixup reads, and the
+# deprecation warnings a worker would print at start.
 PRODUCTION_DATABASE_SETTINGS = """
-import json, sys
+import json, sys, warnings
 sys.argv = [sys.argv[1]]
 from django.conf import settings
+from celery.fixups.django import DjangoWorkerFixup
+from hub.celery import app
 database = settings.DATABASES["default"]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    app.conf.maybe_warn_deprecated_settings()
 print(json.dumps([database["CONN_MAX_AGE"], "pool" in database["OPTIONS"],
-                  settings.CELERY_DB_REUSE_MAX]))
+                  DjangoWorkerFixup(app).db_reuse_max, [str(w.message) for w in caught]]))
 """
 
 
@@ -212,10 +219,10 @@ print(json.dumps([database["CONN_MAX_AGE"], "pool" in database["OPTIONS"],
     [
         # A worker keeps one connection an hour, whatever the number of tasks: a reconnect drops
         # PostgreSQL's catalog caches for every tenant schema (docs/performance.md, change 35).
-        ("/venv/lib/python3/site-packages/celery/__main__.py", {}, [3600, False, 1_000_000]),
-        ("/venv/bin/celery", {"HUB_DB_CONN_MAX_AGE": "300"}, [300, False, 1_000_000]),
+        ("/venv/lib/python3/site-packages/celery/__main__.py", {}, [3600, False, 1_000_000, []]),
+        ("/venv/bin/celery", {"HUB_DB_CONN_MAX_AGE": "300"}, [300, False, 1_000_000, []]),
         # Web processes pool their connections instead.
-        ("/venv/bin/gunicorn", {}, [0, True, 1_000_000]),
+        ("/venv/bin/gunicorn", {}, [0, True, 1_000_000, []]),
     ],
 )
 def test_production_database_connections_by_process(
