@@ -84,9 +84,50 @@ async def _llm(path: str, recorded: Recorded) -> tuple[int, bytes, dict]:
         await asyncio.sleep(float(mode["llm_delay"]))
     if path == "/v1/conversations":
         return _json(200, STATE.openai._conversation(recorded))
+    body = recorded.json()
     if path == "/v1/responses":
-        return _json(200, STATE.openai._response(recorded))
-    return _json(200, STATE.openai._chat_completion(recorded))
+        response = STATE.openai._response(recorded)
+        text_format = (body.get("text") or {}).get("format") or {}
+        answer = _structured_answer(text_format.get("type"), text_format)
+        if answer is not None:
+            response["output"][0]["content"][0]["text"] = answer
+        return _json(200, response)
+    completion = STATE.openai._chat_completion(recorded)
+    response_format = body.get("response_format") or {}
+    answer = _structured_answer(
+        response_format.get("type"), response_format.get("json_schema") or {}
+    )
+    if answer is not None:
+        completion["choices"][0]["message"]["content"] = answer
+    return _json(200, completion)
+
+
+def _structured_answer(kind: Any, schema_format: dict[str, Any]) -> str | None:
+    """Routing's intent call keeps the suite's intent answer; every other structured call
+    (extraction, summaries, reminders, tasks) gets one its own schema accepts."""
+    if kind != "json_schema" or schema_format.get("name") == "intent":
+        return None
+    return json.dumps(_instance_of(schema_format.get("schema") or {}))
+
+
+def _instance_of(schema: dict[str, Any]) -> Any:
+    """The plainest value a JSON schema, as the hub writes them, accepts: null wherever it may
+    be, else the first choice, zero, false, an empty string or list, or an object of such."""
+    kinds = schema.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if "null" in kinds:
+        return None
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "object" in kinds:
+        return {name: _instance_of(sub) for name, sub in schema.get("properties", {}).items()}
+    if "array" in kinds:
+        return []
+    if "boolean" in kinds:
+        return False
+    if "integer" in kinds or "number" in kinds:
+        return schema.get("minimum", 0)
+    return ""
 
 
 def _graph_send(recorded: Recorded) -> tuple[int, bytes, dict]:
