@@ -252,8 +252,10 @@ class Message(models.Model):
         FAILED = "failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: `message_seq_unique` (conversation, seq) serves every lookup by
+    # conversation, and a second index would be written with every message.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     # Kept on the message so a provider's id is unique per channel, as providers issue them.
     channel = models.ForeignKey("channels_app.Channel", on_delete=models.PROTECT, related_name="+")
