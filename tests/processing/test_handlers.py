@@ -471,16 +471,24 @@ def test_nonsense_from_the_llm_falls_back_to_the_parser(tenant_a, openai_fake) -
 # --- task ----------------------------------------------------------------------------------
 
 
-def test_a_cancel_processed_again_after_a_failure_cancels_nothing_more(
+def test_a_snooze_or_cancel_processed_again_after_a_failure_changes_nothing_more(
     tenant_a, monkeypatch
 ) -> None:
     """The reminder handler may call a model, so it acts outside the answer's transaction: the
     message keys what it changed, and a rerun says the same and changes nothing else."""
     with tenant_a.schema():
         conversation = _conversation()
-        _route("reminder", keywords=["remind me", "cancel my reminder"])
+        _route("reminder", keywords=["remind me", "cancel my reminder", "snooze"])
         _ask(conversation, "remind me tomorrow at 9 to pay the rent")
         _ask(conversation, "remind me in 2 hours to water the plants")
+        plants = Reminder.objects.get(text="water the plants")
+        message = _ask_once_failing(conversation, "snooze 15 minutes", monkeypatch)
+        conversation_drain(conversation_id=conversation.pk)
+        (snoozed,) = _replies_to(message)
+        assert snoozed.content["text"].startswith("Snoozed: I'll remind you “water the plants”")
+        assert Reminder.objects.get(pk=plants.pk).due_at == plants.due_at + datetime.timedelta(
+            minutes=15
+        )
         message = _ask_once_failing(conversation, "cancel my reminder", monkeypatch)
         conversation_drain(conversation_id=conversation.pk)
         (cancelled,) = _replies_to(message)
