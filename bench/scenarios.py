@@ -305,6 +305,7 @@ def end_to_end(quick: bool) -> Result:
         targets = targets_of(seeded, "bench_e2e")
         cpu_before = stack.cpu_seconds()
         worker_cpu_before = stack.worker_cpu_seconds()
+        postgres_cpu_before = stack.postgres_cpu_seconds()
         # A short warm-up: first requests import lazily and open connections.
         _e2e_step(stack, targets, rate=20, duration=2, prefix="warm", since=0, drain_cap=15)
         cursor = stack.fakes_call("/_bench/stats")["sends_total"]
@@ -348,6 +349,7 @@ def end_to_end(quick: bool) -> Result:
             best = next((rate for rate in (40, 30, 20, 10) if ramp_step(rate)), None)
         counts = reply_counts(stack, "bench_e2e")
         cpu = {k: v - cpu_before[k] for k, v in stack.cpu_seconds().items() if k in cpu_before}
+        cpu["postgres"] = stack.postgres_cpu_seconds() - postgres_cpu_before
         result.details.update(
             steps=steps,
             counts=counts,
@@ -361,6 +363,9 @@ def end_to_end(quick: bool) -> Result:
             "max_rate_p99_le_500ms": best,
             "steps": {s["rate"]: s["e2e"]["p99_ms"] for s in steps},
             "web_cpu_ms_per_message": round(1000 * cpu["web"] / max(1, counts["inbound"]), 2),
+            "postgres_cpu_ms_per_message": round(
+                1000 * cpu["postgres"] / max(1, counts["inbound"]), 2
+            ),
             "worker_cpu_ms_per_message": _worker_cpu_ms_per_reply(
                 stack, since=worker_cpu_before, replies=counts["replies_sent"]
             ),

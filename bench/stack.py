@@ -444,6 +444,27 @@ class Stack:
                 used[process.pid] = times.user + times.system
         return used
 
+    def postgres_cpu_seconds(self) -> float:
+        """CPU time used so far by the PostgreSQL backends serving the hub's database, when the
+        server runs on this machine (0 when it does not). A backend that ended between two
+        readings takes its time with it: the web tier's pools and the workers keep theirs."""
+        total = 0.0
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            pids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ]
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(pid)
+                if process.name().startswith("postgres"):
+                    times = process.cpu_times()
+                    total += times.user + times.system
+        return total
+
     def fakes_call(self, path: str, body: dict[str, Any] | None = None) -> Any:
         import urllib.request
 

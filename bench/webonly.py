@@ -58,6 +58,7 @@ def _pass(
     profile: bool,
 ) -> dict[str, Any]:
     before = stack.cpu_seconds()
+    postgres_before = stack.postgres_cpu_seconds()
     spies = []
     if profile:
         spy = shutil.which("py-spy")
@@ -86,6 +87,7 @@ def _pass(
         "webonly",
     )
     web_cpu = stack.cpu_seconds()["web"] - before["web"]
+    postgres_cpu = stack.postgres_cpu_seconds() - postgres_before
     for spy_process in spies:
         spy_process.wait()
     return {
@@ -95,6 +97,7 @@ def _pass(
         "statuses": out["statuses"],
         "latency": out["latency"],
         "web_cpu_ms_per_webhook": round(1000 * web_cpu / max(1, out["sent"]), 2),
+        "postgres_cpu_ms_per_webhook": round(1000 * postgres_cpu / max(1, out["sent"]), 2),
         "run_dir": str(stack.run_dir),
     }
 

@@ -18,7 +18,8 @@ each message: nothing of its tenant, the tenant but not the contact (a new conve
 both; the first two apart are what a process's first sight of a tenant costs.
 
 Prints per answered message: the worker's CPU milliseconds (and those spent collecting
-garbage), those of the PostgreSQL backend serving it, and SQL statements (by kind, and by the
+garbage), those of the PostgreSQL backend serving it, the write-ahead log the server wrote
+meanwhile, and SQL statements (by kind, and by the
 line of the hub's code that ran them); with `--profile` it writes cProfile's statistics (CPU
 time) and prints the top of them.
 """
@@ -145,8 +146,8 @@ def _answer_all(profile: str, slugs: list[str]) -> dict[str, Any]:
     # CPU time, not wall time: waiting for PostgreSQL or the fakes is not the worker's cost.
     profiler = cProfile.Profile(time.process_time) if profile else None
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (backend,) = cursor.fetchone()
+        cursor.execute("SELECT pg_backend_pid(), pg_current_wal_lsn()")
+        (backend, wal_started) = cursor.fetchone()
     # Per message, split by what the process had seen before it: [worker, backend, count].
     split = {sight: [0.0, 0.0, 0] for sight in SIGHTS}
     started_backend = cpu_seconds(backend)
@@ -166,6 +167,9 @@ def _answer_all(profile: str, slugs: list[str]) -> dict[str, Any]:
     cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
     backend_cpu = cpu_seconds(backend) - started_backend
     with connection.cursor() as cursor:
+        # The server's write-ahead log written meanwhile (all of it: run on a quiet server).
+        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", [wal_started])
+        (wal_bytes,) = cursor.fetchone()
         # What the backend holds after serving every tenant (its catalog caches grow with each
         # schema it touches). Readable by superusers and pg_read_all_stats only.
         try:
@@ -191,6 +195,7 @@ def _answer_all(profile: str, slugs: list[str]) -> dict[str, Any]:
         "cpu_ms_per_message": round(1000 * cpu / max(1, len(measured)), 2),
         "postgres_cpu_ms_per_message": round(1000 * backend_cpu / max(1, len(measured)), 2),
         "postgres_backend_memory_mb": backend_bytes and round(backend_bytes / 2**20, 1),
+        "wal_kb_per_message": round(float(wal_bytes) / 1024 / max(1, len(measured)), 2),
         "gc_ms_per_message": round(1000 * gc_seconds[0] / max(1, len(measured)), 2),
         "wall_ms_per_message": round(1000 * wall / max(1, len(measured)), 2),
         "statements_per_message": round(sum(statements.values()) / max(1, len(measured)), 1),
