@@ -113,7 +113,7 @@ class LlmCall(models.Model):
     total_tokens = models.PositiveIntegerField(default=0)
     latency_ms = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
-    outcome = models.CharField(max_length=20, choices=Outcome.choices, db_index=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
     error_code = models.CharField(max_length=50, blank=True)
     response_id = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -121,6 +121,8 @@ class LlmCall(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "LLM call"
+        # Not `db_index`, which adds a `LIKE` twin no query reads (docs/performance.md, change 42).
+        indexes = [models.Index(fields=["outcome"], name="llm_call_outcome")]
 
     def __str__(self) -> str:
         return f"{self.purpose} {self.model or '-'} {self.outcome}"

@@ -117,9 +117,9 @@ class Conversation(models.Model):
     )
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="conversations")
     type = models.CharField(max_length=20, choices=Type.choices, default=Type.DIRECT)
-    status = models.CharField(
-        max_length=20, choices=Status.choices, default=Status.OPEN, db_index=True
-    )
+    # Found by status through the status-led indexes below, not an index of its own: every
+    # index is written on each of the 2 updates a message makes (docs/performance.md, change 42).
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     snoozed_until = models.DateTimeField(null=True, blank=True)
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NONE)
     assignee = models.ForeignKey(
@@ -133,7 +133,8 @@ class Conversation(models.Model):
         default=False,
         help_text="Kept whole: retention deletes nothing of it and its contact cannot be erased.",
     )
-    provider_thread_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Looked up with its contact, whose index finds the contact's few conversations.
+    provider_thread_id = models.CharField(max_length=255, blank=True)
     llm_conversation_id = models.CharField(max_length=255, blank=True, editable=False)
     # The seq of the newest message; bumped under this row's lock so seqs are gap-free.
     last_seq = models.BigIntegerField(default=0, editable=False)
@@ -146,7 +147,7 @@ class Conversation(models.Model):
         editable=False,
     )
     last_activity_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:

@@ -387,7 +387,7 @@ class RoutingDecision(models.Model):
     )
     # Kept apart from the rule: the record outlives a renamed or deleted rule.
     rule_name = models.CharField(max_length=200, blank=True)
-    intent = models.CharField(max_length=64, blank=True, db_index=True)
+    intent = models.CharField(max_length=64, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     intent_source = models.CharField(
         max_length=10, choices=IntentSource.choices, blank=True, default=IntentSource.NONE
@@ -397,13 +397,20 @@ class RoutingDecision(models.Model):
     # What the intent call found in the customer's words (an email, an order number): theirs, so
     # encrypted at rest with the tenant's messages.
     entities = TenantEncryptedJSONField(default=list, blank=True)
-    handler = models.CharField(max_length=50, db_index=True)
-    reason = models.CharField(max_length=30, choices=Reason.choices, db_index=True)
+    handler = models.CharField(max_length=50)
+    reason = models.CharField(max_length=30, choices=Reason.choices)
     tokens = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
+        # Found by equality only: `db_index` would add a `LIKE` twin to each, written with every
+        # answered message and read by nothing (docs/performance.md, change 42).
+        indexes = [
+            models.Index(fields=["intent"], name="routing_decision_intent"),
+            models.Index(fields=["handler"], name="routing_decision_handler"),
+            models.Index(fields=["reason"], name="routing_decision_reason"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.handler} ({self.reason})"
