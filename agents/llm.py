@@ -40,7 +40,7 @@ from django.db import DatabaseError, transaction
 
 from agents.models import Agent, LlmCall
 from conversations.models import Conversation
-from hub.db import insert
+from hub.db import connection_return_to_pool, insert
 from hub.redis import get_redis
 from tenants.connection import tenant_connection
 
@@ -593,6 +593,7 @@ class _CallRecord:
         retries = 0
         while True:
             self.attempts += 1
+            connection_return_to_pool()
             try:
                 result = call()
             except openai.OpenAIError as error:

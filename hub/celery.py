@@ -83,6 +83,14 @@ def _usable_database_connection(task: Any = None, **_kwargs: Any) -> None:
 
 
 @task_postrun.connect
+def _database_connection_returned(task: Any = None, **_kwargs: Any) -> None:
+    """A pooled connection goes back to the pool as a task ends, not as the thread's next task
+    starts: an idle thread of a threads pool holds none. A persistent one is only checked."""
+    if not getattr(getattr(task, "request", None), "is_eager", False):
+        close_old_connections()
+
+
+@task_postrun.connect
 def _forget_request_id(task: Any = None, **_kwargs: Any) -> None:
     request = task.request if task is not None else None
     token = getattr(request, REQUEST_ID_RESET_ATTRIBUTE, None)

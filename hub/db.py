@@ -1,7 +1,8 @@
 """PostgreSQL as the hot paths use it: timestamps read by psycopg's C loader, and statements the
 ORM would build and compile on every call built once instead (inserts, one of which a unique
 constraint may turn down; updates of named fields; upserts; `PreparedQuery` for reads), and
-the session advisory locks that keep slow work on one conversation to one worker.
+the session advisory locks that keep slow work on one conversation to one worker, and a
+thread's pooled connection given back while it waits on a model.
 
 Timestamps. Django registers a timestamptz loader on every connection that subclasses
 psycopg's pure-Python one, which parses each value with a regular expression: about 5 µs a
@@ -367,6 +368,26 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+# Session advisory locks this thread's connection holds: it stays with the thread meanwhile.
+_SESSION_LOCKS = "hub_session_locks"
+
+
+def connection_return_to_pool() -> None:
+    """Gives this thread's connection back to the process's pool before a wait on something
+    else (a model's seconds of thought), where there is a pool and nothing ties the work to
+    this very session: no transaction, no session lock. The next query takes one from the pool
+    again, so a process's threads waiting on models hold none (docs/performance.md, change
+    43). Without a pool a connection is kept: closing it would mean connecting again."""
+    conn = default_connection
+    if (
+        conn.connection is not None
+        and conn.settings_dict["OPTIONS"].get("pool")
+        and not conn.in_atomic_block
+        and not getattr(conn, _SESSION_LOCKS, 0)
+    ):
+        conn.close()
+
+
 @contextmanager
 def advisory_lock_held(name: str) -> Iterator[bool]:
     """Tries a session advisory lock: yields whether it was taken. Held across slow work (a
@@ -378,9 +399,12 @@ def advisory_lock_held(name: str) -> Iterator[bool]:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         row = cursor.fetchone()
     acquired = bool(row and row[0])
+    held = getattr(default_connection, _SESSION_LOCKS, 0)
+    setattr(default_connection, _SESSION_LOCKS, held + acquired)
     try:
         yield acquired
     finally:
+        setattr(default_connection, _SESSION_LOCKS, held)
         if acquired:
             try:
                 with default_connection.cursor() as cursor:

@@ -28,6 +28,11 @@ class ConversationCursor(models.Model):
     )
     processed_seq = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+    # The worker answering the conversation now, until when (a lease, processing/services.py):
+    # a row rather than a session lock, so that the worker needs no connection of its own while
+    # the model thinks.
+    held_by = models.UUIDField(null=True, blank=True)
+    held_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.conversation_id} up to #{self.processed_seq}"

@@ -14,11 +14,12 @@ import contextvars
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 from kombu.exceptions import OperationalError as BrokerError
@@ -31,7 +32,7 @@ from channels_app.delivery import message_deliver_enqueue, message_deliver_or_re
 from channels_app.providers.base import content_as_text
 from conversations.models import Conversation, Message
 from conversations.services.messages import message_send
-from hub.db import PreparedQuery, advisory_lock_held, insert_unless_conflict, save_fields
+from hub.db import PreparedQuery, insert_unless_conflict, save_fields
 from processing.context import ConversationContext, context_prepare, context_use
 from processing.handlers import HANDLERS, MODEL_HANDLERS, HandlerContext, HandlerResult
 from processing.handlers.answer import HANDOFF_TEXT
@@ -58,41 +59,98 @@ _NEXT = (
     "SELECT id FROM conversations_message WHERE conversation_id = %s AND direction = %s"
     " AND seq > {after} ORDER BY seq LIMIT 1"
 )
-_FIRST_SQL = _NEXT.format(
-    after="COALESCE((SELECT processed_seq FROM processing_conversationcursor"
-    " WHERE conversation_id = %s), 0)"
-)
-_NEXT_SQL = _NEXT.format(after="%s")
-_MOVE_SQL = (
-    "INSERT INTO processing_conversationcursor (conversation_id, processed_seq, updated_at)"
-    " VALUES (%s, %s, now()) ON CONFLICT (conversation_id)"
-    " DO UPDATE SET processed_seq = EXCLUDED.processed_seq, updated_at = EXCLUDED.updated_at"
+# Takes the conversation (creating its cursor on its first message) unless another worker holds
+# it and its lease has not run out; returns a row, the first inbound message past the cursor (or
+# NULL), only when taken. A worker taking it while the holder gives it up waits for the holder's
+# commit and sees the lease as it was left.
+_HOLD_SQL = (  # noqa: S608 - built of constants only
+    "WITH held AS (INSERT INTO processing_conversationcursor"
+    " (conversation_id, processed_seq, updated_at, held_by, held_until)"
+    " VALUES (%s, 0, now(), %s, now() + make_interval(secs => %s)) ON CONFLICT (conversation_id)"
+    " DO UPDATE SET held_by = EXCLUDED.held_by, held_until = EXCLUDED.held_until"
+    " WHERE processing_conversationcursor.held_until IS NULL"
+    " OR processing_conversationcursor.held_until < now()"
+    " RETURNING processed_seq)"
+    " SELECT ({next}) FROM held"
+).format(next=_NEXT.format(after="held.processed_seq"))
+# Moves the cursor past `seq` in the answer's transaction, if the lease is still this worker's
+# (no row otherwise); returns the next inbound message, renewing the lease for it, or NULL,
+# giving the lease up with the move: a message committed after this look finds the
+# conversation free once this commits.
+_MOVE_SQL = (  # noqa: S608 - built of constants only
+    "WITH next AS ({next})"
+    " UPDATE processing_conversationcursor SET processed_seq = %s, updated_at = now(),"
+    " held_by = CASE WHEN EXISTS (SELECT FROM next) THEN held_by END,"
+    " held_until = CASE WHEN EXISTS (SELECT FROM next) THEN now() + make_interval(secs => %s) END"
+    " WHERE conversation_id = %s AND held_by = %s RETURNING (SELECT id FROM next)"
+).format(next=_NEXT.format(after="%s"))
+_RELEASE_SQL = (
+    "UPDATE processing_conversationcursor SET held_by = NULL, held_until = NULL"
+    " WHERE conversation_id = %s AND held_by = %s"
 )
 # Taken before the replies are written, as writing them would take it: an operator who took
 # the conversation over while the model was answering has it from then on.
 _AI_ACTIVE_SQL = "SELECT ai_active FROM conversations_conversation WHERE id = %s FOR UPDATE"
 
 
-def _lock_name(conversation_id: uuid.UUID | str) -> str:
-    return f"{tenant_connection().schema_name}:{conversation_id}"
+class LeaseLost(Exception):
+    """The worker's lease on the conversation ran out and another worker took it."""
 
 
-def _first_unprocessed(conversation_id: uuid.UUID | str) -> uuid.UUID | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_FIRST_SQL, [conversation_id, Message.Direction.IN.value, conversation_id])
-        row = cursor.fetchone()
-    return row[0] if row else None
+@dataclass(frozen=True)
+class _Lease:
+    conversation_id: uuid.UUID | str
+    holder: uuid.UUID = field(default_factory=uuid.uuid4)
+    seconds: int = field(default_factory=lambda: settings.HUB_ANSWER_LEASE_SECONDS)
 
+    def take(self) -> tuple[bool, uuid.UUID | None]:
+        """Whether it was taken, and the first message waiting past the cursor."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _HOLD_SQL,
+                [
+                    self.conversation_id,
+                    self.holder,
+                    self.seconds,
+                    self.conversation_id,
+                    Message.Direction.IN.value,
+                ],
+            )
+            row = cursor.fetchone()
+        return (row is not None, row[0] if row else None)
 
-def _cursor_move(conversation_id: uuid.UUID | str, seq: int) -> uuid.UUID | None:
-    """Moves the cursor to `seq` (created on the conversation's first message); returns the
-    inbound message waiting past it, if any. Only the lock's holder writes it, so it only moves
-    forward."""
-    with connection.cursor() as cursor:
-        cursor.execute(_MOVE_SQL, [conversation_id, seq])
-        cursor.execute(_NEXT_SQL, [conversation_id, Message.Direction.IN.value, seq])
-        row = cursor.fetchone()
-    return row[0] if row else None
+    def cursor_move(self, seq: int) -> uuid.UUID | None:
+        """Moves the cursor to `seq`; returns the inbound message waiting past it, still held,
+        or None, given up. Raises LeaseLost (and the caller's transaction rolls back)."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _MOVE_SQL,
+                [
+                    self.conversation_id,
+                    Message.Direction.IN.value,
+                    seq,
+                    seq,
+                    self.seconds,
+                    self.conversation_id,
+                    self.holder,
+                ],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            raise LeaseLost()
+        return cast("uuid.UUID | None", row[0])
+
+    def give_up(self) -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_RELEASE_SQL, [self.conversation_id, self.holder])
+        except DatabaseError:
+            if connection.in_atomic_block:
+                raise
+            logger.warning(
+                "conversation not given up; its lease runs out by itself",
+                extra={"conversation_id": str(self.conversation_id)},
+            )
 
 
 def _unprocessed(message_id: uuid.UUID, known: dict[str, Message]) -> Message | None:
@@ -112,17 +170,18 @@ def conversation_drain(
 
     Returns how many it processed. Raises ConversationBusy when another worker holds the
     conversation (the caller retries shortly: that worker may have finished its scan already).
-    The conversation is held by a session advisory lock, so no transaction stays open while
-    the model answers; each answer is written in a transaction of its own, which moves the
-    cursor and looks for the next message. The lock is given up only after the last look: a
-    message committed after it found the lock held and is retried by its own drain. `known`:
+    The conversation is held by a lease on its cursor row, taken and given up in statements of
+    their own: no transaction stays open, and no connection need stay with the worker, while
+    the model answers. Each answer is written in a transaction of its own, which moves the
+    cursor, looks for the next message and gives the lease up when there is none. `known`:
     messages by id as the caller stored them, loaded.
     """
+    lease = _Lease(conversation_id)
+    held, next_id = lease.take()
+    if not held:
+        raise ConversationBusy()
     processed = 0
-    with advisory_lock_held(_lock_name(conversation_id)) as held:
-        if not held:
-            raise ConversationBusy()
-        next_id = _first_unprocessed(conversation_id)
+    try:
         while next_id is not None:
             message = _unprocessed(next_id, known or {})
             if message is None:
@@ -131,8 +190,18 @@ def conversation_drain(
             with transaction.atomic():
                 if answer is not None:
                     answer_record(message=message, answer=answer)
-                next_id = _cursor_move(conversation_id, message.seq)
+                next_id = lease.cursor_move(message.seq)
+            held = next_id is not None
             processed += 1
+    except LeaseLost:
+        held = False
+        logger.warning(
+            "conversation lease ran out while answering; its next holder answers",
+            extra={"conversation_id": str(conversation_id)},
+        )
+    finally:
+        if held:
+            lease.give_up()
     return processed
 
 

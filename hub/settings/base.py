@@ -44,6 +44,26 @@ DATABASES = {
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.env_int(
     "HUB_DB_CONNECT_TIMEOUT", 5
 )
+
+
+def database_pool_configure(*, default_max_size: int) -> bool:
+    """A psycopg pool per process, of HUB_DB_POOL_MAX_SIZE connections (else `default_max_size`;
+    0: none, each thread keeps a connection of its own). Returns whether there is one. Its
+    connections are shared by the process's threads: a thread holds one only while it works
+    on the database, and gives it back while it waits on a model (hub.db)."""
+    max_size = env.env_int("HUB_DB_POOL_MAX_SIZE", default_max_size)
+    if max_size <= 0:
+        return False
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them instead
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env.env_int("HUB_DB_POOL_MIN_SIZE", 1),
+        "max_size": max_size,
+        # A request waits this long for a free connection before failing with a 503.
+        "timeout": float(env.env_str("HUB_DB_POOL_TIMEOUT_SECONDS", "10")),
+    }
+    return True
+
+
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -383,6 +403,10 @@ HUB_LLM_RETRY_AFTER_MAX_SECONDS = float(env.env_str("HUB_LLM_RETRY_AFTER_MAX_SEC
 # The per-tenant circuit breaker: consecutive failures to open it, seconds it stays open.
 HUB_LLM_BREAKER_THRESHOLD = env.env_int("HUB_LLM_BREAKER_THRESHOLD", 5)
 HUB_LLM_BREAKER_COOLDOWN_SECONDS = float(env.env_str("HUB_LLM_BREAKER_COOLDOWN_SECONDS", "30"))
+# How long a worker answering a conversation holds it (renewed with each message it answers):
+# one that dies holding it holds it this long, then the sweeper hands the conversation on. An
+# answer that outlasts it may be worked out twice, by it and the next holder; only one is written.
+HUB_ANSWER_LEASE_SECONDS = env.env_int("HUB_ANSWER_LEASE_SECONDS", 120)
 
 # Knowledge search (docs/handlers.md): chunks embedded into pgvector where the extension exists,
 # PostgreSQL full text otherwise or when vector search is switched off.

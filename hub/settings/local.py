@@ -7,3 +7,5 @@ from hub.settings.base import SECRET_KEY as _SECRET_KEY
 
 SECRET_KEY = _SECRET_KEY or env.generated_secret_key()
 HUB_FIELD_KEYS = _FIELD_KEYS or env.generated_field_keys().split(",")
+# One connection per thread unless HUB_DB_POOL_MAX_SIZE asks for a pool, as production has.
+database_pool_configure(default_max_size=0)  # noqa: F405

@@ -33,19 +33,13 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # process bounds and reuses them (before it, hundreds of threads each held one, past PostgreSQL's
 # max_connections: docs/performance.md); HUB_DB_POOL_MAX_SIZE=0 goes back to one connection per
 # thread kept HUB_DB_CONN_MAX_AGE seconds.
-# Celery workers are the exception: its Django fix-up closes a pool after every task of a prefork
-# child, so they keep one persistent connection each (checked before every task, hub/celery.py).
+# Celery workers with a prefork pool are the exception: its Django fix-up closes a pool after
+# every task of a prefork child, so each keeps one persistent connection (checked before every
+# task, hub/celery.py). A threads pool's threads share one pool (HUB_WORKER_POOL=threads): a
+# thread waiting on the model gives its connection back (docs/performance.md, change 43).
 _in_celery = Path(sys.argv[0]).name == "celery" or Path(sys.argv[0]).parent.name == "celery"
-_pool_max = env.env_int("HUB_DB_POOL_MAX_SIZE", 0 if _in_celery else 8)
-if _pool_max > 0:
-    DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405 - the pool keeps them instead
-    DATABASES["default"]["OPTIONS"]["pool"] = {  # noqa: F405
-        "min_size": env.env_int("HUB_DB_POOL_MIN_SIZE", 1),
-        "max_size": _pool_max,
-        # A request waits this long for a free connection before failing with a 503.
-        "timeout": float(env.env_str("HUB_DB_POOL_TIMEOUT_SECONDS", "10")),
-    }
-else:
+_one_per_process = _in_celery and CELERY_WORKER_POOL != "threads"  # noqa: F405
+if not database_pool_configure(default_max_size=0 if _one_per_process else 8):  # noqa: F405
     # A Celery worker keeps its connection an hour, not a minute: PostgreSQL caches the catalog
     # entries of every table a connection touches, per tenant schema, and a worker serving many
     # tenants filled them again for each tenant after every reconnect (docs/performance.md,

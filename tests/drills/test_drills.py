@@ -20,6 +20,7 @@ from django_tenants.utils import schema_context
 from channels_app.models import InboundEvent
 from conversations.models import Message
 from hub.embedded import free_port, wait_for_port
+from processing.models import ConversationCursor
 from tests import support
 from tests.drills.conftest import (
     BAD_KINDS,
@@ -138,6 +139,10 @@ def _backdate_and_sweep() -> None:
         )
         Message.objects.filter(direction="in").update(
             created_at=timezone.now() - timedelta(minutes=5)
+        )
+        # The killed worker's lease on the conversation it was answering has run out.
+        ConversationCursor.objects.filter(held_until__isnull=False).update(
+            held_until=timezone.now() - timedelta(seconds=1)
         )
         inbound_events_sweep()
         sweep()

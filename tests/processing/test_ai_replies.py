@@ -19,11 +19,10 @@ from channels_app.models import Channel, ChannelKind
 from conversations.models import Contact, Conversation, Message, Participant
 from conversations.services.messages import message_receive
 from hub.context import request_id_var
-from hub.db import advisory_key
 from inbox.services import inbox_take_over
 from processing.jobs import sweep
 from processing.models import ConversationCursor, ReplyCharge
-from processing.services import _lock_name, conversation_drain
+from processing.services import conversation_drain
 from tests import support
 from tests.factories import AgentFactory, OperatorFactory
 from tests.fake_openai import RESPONSES, FakeOpenAI, fake_openai
@@ -106,9 +105,17 @@ def test_a_worker_killed_mid_message_answers_once_after_restart(
                 assert not Message.objects.filter(
                     conversation=conversation, sender_type="ai"
                 ).exists()
-                # The killed task is never acknowledged; the sweeper finds the waiting message.
+                # The killed task is never acknowledged; the sweeper finds the waiting message
+                # once the dead worker's lease has run out.
                 Message.objects.filter(conversation=conversation).update(
                     created_at=timezone.now() - timedelta(minutes=5)
+                )
+                (lease,) = ConversationCursor.objects.filter(conversation=conversation)
+                assert lease.held_by is not None
+                assert lease.held_until is not None
+                assert lease.held_until > timezone.now()
+                ConversationCursor.objects.filter(conversation=conversation).update(
+                    held_until=timezone.now() - timedelta(seconds=1)
                 )
             with support.celery_worker(tmp_path / "second"), schema_context(slug):
                 assert sweep()["conversations"] == 1
@@ -183,10 +190,49 @@ def test_a_threads_pool_worker_answers_several_conversations_at_once(
                     _conversation_delete(conversation)
 
 
+def test_threads_waiting_on_the_model_hold_no_connection_of_the_pool(
+    committed_db, tmp_path, monkeypatch
+) -> None:
+    """A threads pool worker shares one pool of connections between its threads, and a thread
+    gives its connection back while the model thinks: three answers wait on the model at once
+    with a pool of one connection. (Holding it, the second thread would wait for the first's
+    answer, which waits for the other two: the pool's timeout or the model's would end it.)"""
+    a = committed_db["a"].slug
+    parties = 3
+    with fake_openai() as openai:
+        openai.reply_text = "Answered."
+        met = openai.together(RESPONSES, parties, timeout=20)
+        _workers_reach(openai, monkeypatch)
+        monkeypatch.setenv("HUB_DB_POOL_MAX_SIZE", "1")
+        monkeypatch.setenv("HUB_DB_POOL_TIMEOUT_SECONDS", "10")
+        with schema_context(a):
+            conversations = [_conversation() for _ in range(parties)]
+        try:
+            with support.celery_worker(tmp_path, pool="threads", concurrency=parties) as worker:
+                with schema_context(a):
+                    for index, conversation in enumerate(conversations):
+                        _ask(conversation, f"Question {index}")
+
+                def answered() -> bool:
+                    with schema_context(a):
+                        return Message.objects.filter(
+                            conversation__in=conversations, sender_type="ai"
+                        ).count() == len(conversations)
+
+                support.wait_until(answered, timeout=60, what="the three answers")
+                log = worker.log()
+            assert met == [True] * parties
+            assert '"level": "ERROR"' not in log
+        finally:
+            with schema_context(a):
+                for conversation in conversations:
+                    _conversation_delete(conversation)
+
+
 def test_no_transaction_is_held_while_the_model_answers_and_a_takeover_meanwhile_wins(
     committed_db, tmp_path, monkeypatch
 ) -> None:
-    """The conversation stays held (a session advisory lock) but no transaction is open while
+    """The conversation stays held (a lease on its cursor) but no transaction is open while
     the model answers: a real model's seconds would otherwise keep a transaction and its
     snapshot open per answer. An operator who takes the conversation over meanwhile has it: the
     answer is dropped, unsent and uncharged, and the message counts as processed. (With the
@@ -199,20 +245,18 @@ def test_no_transaction_is_held_while_the_model_answers_and_a_takeover_meanwhile
         with schema_context(slug):
             conversation = _conversation()
             operator = OperatorFactory.create()
-            key = advisory_key(_lock_name(conversation.pk)) & 0xFFFFFFFFFFFFFFFF
         try:
             with support.celery_worker(tmp_path) as worker:
                 with schema_context(slug):
                     _ask(conversation, "Are you there?")
                 assert arrived.wait(30), "the model call never came"
                 with psycopg.connect(database_url_for_tests(), autocommit=True) as observer:
-                    holders = observer.execute(
-                        "SELECT a.state, a.xact_start FROM pg_locks l"
-                        " JOIN pg_stat_activity a ON a.pid = l.pid"
-                        " WHERE l.locktype = 'advisory' AND l.granted"
-                        " AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
-                        [key >> 32, key & 0xFFFFFFFF],
+                    transactions = observer.execute(
+                        "SELECT state FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
                     ).fetchall()
+                with schema_context(slug):
+                    (lease,) = ConversationCursor.objects.filter(conversation=conversation)
                 # Released by then at the latest: an operator who had to wait for the model
                 # would take over only once it answered.
                 safety = threading.Timer(20, release.set)
@@ -231,7 +275,10 @@ def test_no_transaction_is_held_while_the_model_answers_and_a_takeover_meanwhile
 
                 support.wait_until(processed, timeout=30, what="the message processed")
                 log = worker.log()
-            assert holders == [("idle", None)]
+            assert transactions == []
+            assert lease.held_by is not None
+            assert lease.held_until is not None
+            assert lease.held_until > timezone.now()
             assert taken_while_the_model_worked
             with schema_context(slug):
                 assert not Message.objects.filter(
