@@ -255,7 +255,15 @@ def main() -> None:
         child = subprocess.run(
             [sys.executable, "-m", "bench.workeronly", "--child", str(out), "--profile", profile],
             cwd=ROOT,
-            env=dict(stack.env, PYTHONPATH=str(ROOT), HUB_BENCH_SLUGS=",".join(slugs)),
+            # One connection of its own, as a prefork worker's child has, so that the backend
+            # measured is the one that did the work: with a pool, a connection given back
+            # while the model answers (change 43) may come back as another.
+            env=dict(
+                stack.env,
+                PYTHONPATH=str(ROOT),
+                HUB_BENCH_SLUGS=",".join(slugs),
+                HUB_DB_POOL_MAX_SIZE="0",
+            ),
             capture_output=True,
             text=True,
         )
