@@ -70,11 +70,9 @@ def test_conversations_by_status_and_by_thread_are_still_found_through_an_index(
         assert singles == []
         assert [d for d in indexes.values() if "(provider_thread_id)" in d] == []
         conversation = ConversationFactory.create(provider_thread_id="thread-1")
-        by_status = _plan(
-            Conversation.objects.filter(status=Conversation.Status.SNOOZED).order_by(
-                "-last_activity_at"
-            )
-        )
+        # Unordered: ordered by activity as the lists are, a table of one row gives the
+        # planner two plans of one cost (the activity index, filtered), and it took either.
+        by_status = _plan(Conversation.objects.filter(status=Conversation.Status.SNOOZED))
         assert "conversation_status_activity" in by_status
         by_thread = _plan(
             Conversation.objects.filter(
