@@ -149,6 +149,9 @@ class ExtractionCursor(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=100, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The run extracting the conversation now, until when (a lease, extraction/services.py).
+    held_by = models.UUIDField(null=True, blank=True)
+    held_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.conversation_id} extracted to #{self.extracted_seq}"

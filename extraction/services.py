@@ -8,8 +8,9 @@ credits once per run. A failure is recorded on the conversation's cursor with a 
 dispatcher tries again once it has passed) and counted for the tenant, whose operators are
 notified when `HUB_EXTRACTION_FAILURES_TO_NOTIFY` runs in a row failed.
 
-No transaction is held while the extractor runs: a session advisory lock per conversation keeps
-two runs of one conversation apart instead.
+No transaction is held while the extractor runs: a lease on the conversation's extraction cursor
+keeps two runs of one conversation apart instead, and the run's connection goes back to its pool
+meanwhile.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +29,9 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 from rest_framework import status
 
@@ -44,12 +48,10 @@ from extraction.models import Extraction, ExtractionCursor, ExtractionField, Ext
 from extraction.rules import rules_extract
 from extraction.schema import FieldSpec, extraction_instructions, extraction_json_schema
 from extraction.validation import Validated, answer_validate, data_diff
-from hub.db import advisory_lock_held
 from hub.events import event_publish
 from hub.exceptions import ApplicationError, ConflictError
 from inbox.models import Notification
 from inbox.services import notification_create
-from tenants.connection import tenant_connection
 from tenants.selectors import tenant_current
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,10 @@ class NoExtractionFields(ConflictError):
 class ExtractionInProgress(ConflictError):
     default_code = "extraction_in_progress"
     default_detail = "An extraction of this conversation is running; try again shortly."
+
+
+class LeaseLost(Exception):
+    """The run's lease on the conversation ran out and another run took it."""
 
 
 class ExtractionFailed(ApplicationError):
@@ -306,6 +312,37 @@ def extraction_payload(extraction: Extraction) -> dict[str, Any]:
     return dict(json.loads(json.dumps(data, cls=DjangoJSONEncoder)))
 
 
+@contextmanager
+def _conversation_held(conversation_id: uuid.UUID) -> Iterator[uuid.UUID | None]:
+    """A lease on the conversation's extraction cursor for one run: yields the run's holder id,
+    or None while another run's lease has not run out. A row, not a session lock, so that the
+    run's connection can go back to its pool while the extractor's model thinks (the API's
+    runs are made in a web process's request)."""
+    ExtractionCursor.objects.get_or_create(conversation_id=conversation_id)
+    holder = uuid.uuid4()
+    until = ExpressionWrapper(
+        Now() + timedelta(seconds=settings.HUB_CONVERSATION_LEASE_SECONDS),
+        output_field=DateTimeField(),
+    )
+    free = Q(held_until__isnull=True) | Q(held_until__lt=Now())
+    cursors = ExtractionCursor.objects.filter(pk=conversation_id)
+    if not cursors.filter(free).update(held_by=holder, held_until=until):
+        yield None
+        return
+    try:
+        yield holder
+    finally:
+        try:
+            cursors.filter(held_by=holder).update(held_by=None, held_until=None)
+        except DatabaseError:
+            if connection.in_atomic_block:
+                raise
+            logger.warning(
+                "extraction lease not given up; it runs out by itself",
+                extra={"conversation_id": str(conversation_id)},
+            )
+
+
 @transaction.atomic
 def _version_write(
     conversation: Conversation,
@@ -314,7 +351,14 @@ def _version_write(
     answer: _Answer,
     trigger: str,
     through_seq: int,
+    holder: uuid.UUID,
 ) -> Extraction:
+    cursor, _ = ExtractionCursor.objects.select_for_update().get_or_create(
+        conversation=conversation
+    )
+    if cursor.held_by != holder:
+        # Another run took the conversation once this one's lease ran out: its version stands.
+        raise LeaseLost()
     validated = answer_validate(fields, answer.answer)
     previous = Extraction.objects.filter(conversation=conversation).order_by("-version").first()
     extraction = Extraction.objects.create(
@@ -347,9 +391,6 @@ def _version_write(
         else:
             extraction.credits = price
             extraction.save(update_fields=["credits"])
-    cursor, _ = ExtractionCursor.objects.select_for_update().get_or_create(
-        conversation=conversation
-    )
     cursor.extracted_seq = max(cursor.extracted_seq, through_seq)
     cursor.attempts, cursor.attempted_seq, cursor.next_attempt_at, cursor.last_error = (
         0,
@@ -384,9 +425,8 @@ def extraction_run(
     now = now or timezone.now()
     manual = trigger == Extraction.Trigger.MANUAL
     conversation = conversation_get(conversation_id=conversation_id)
-    name = f"extraction:{tenant_connection().schema_name}:{conversation.pk}"
-    with advisory_lock_held(name) as locked:
-        if not locked:
+    with _conversation_held(conversation.pk) as holder:
+        if holder is None:
             if manual:
                 raise ExtractionInProgress()
             return None
@@ -423,9 +463,23 @@ def extraction_run(
             if manual:
                 raise ExtractionFailed(details={"reason": failure.reason}) from failure
             return None
-        return _version_write(
-            conversation, fields=fields, answer=answer, trigger=trigger, through_seq=through_seq
-        )
+        try:
+            return _version_write(
+                conversation,
+                fields=fields,
+                answer=answer,
+                trigger=trigger,
+                through_seq=through_seq,
+                holder=holder,
+            )
+        except LeaseLost:
+            logger.warning(
+                "extraction lease ran out during the run; its result is dropped",
+                extra={"conversation_id": str(conversation.pk)},
+            )
+            if manual:
+                raise ExtractionInProgress() from None
+            return None
 
 
 def extraction_dispatch(*, now: datetime | None = None) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """PostgreSQL as the hot paths use it: timestamps read by psycopg's C loader, and statements the
 ORM would build and compile on every call built once instead (inserts, one of which a unique
 constraint may turn down; updates of named fields; upserts; `PreparedQuery` for reads), and
-the session advisory locks that keep slow work on one conversation to one worker, and a
-thread's pooled connection given back while it waits on a model.
+the advisory locks' keys, and a thread's pooled connection given back while it waits on a
+model.
 
 Timestamps. Django registers a timestamptz loader on every connection that subclasses
 psycopg's pure-Python one, which parses each value with a regular expression: about 5 µs a
@@ -16,11 +16,9 @@ compares on every cursor it opens.
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache, lru_cache
@@ -44,8 +42,6 @@ from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 from psycopg.types.datetime import TimestamptzLoader as PythonTimestamptzLoader
-
-logger = logging.getLogger(__name__)
 
 _TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
 # psycopg's own loader for text-format timestamptz: the C one where psycopg[binary] is in.
@@ -368,50 +364,17 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-# Session advisory locks this thread's connection holds: it stays with the thread meanwhile.
-_SESSION_LOCKS = "hub_session_locks"
-
-
 def connection_return_to_pool() -> None:
     """Gives this thread's connection back to the process's pool before a wait on something
-    else (a model's seconds of thought), where there is a pool and nothing ties the work to
-    this very session: no transaction, no session lock. The next query takes one from the pool
-    again, so a process's threads waiting on models hold none (docs/performance.md, change
-    43). Without a pool a connection is kept: closing it would mean connecting again."""
+    else (a model's seconds of thought), where there is a pool and no transaction is open. The
+    next query takes one from the pool again, so a process's threads waiting on models hold
+    none (docs/performance.md, change 43). Nothing the hub does keeps state in the session
+    across such a wait: conversations are held by leases, rows. Without a pool a connection
+    is kept: closing it would mean connecting again."""
     conn = default_connection
     if (
         conn.connection is not None
         and conn.settings_dict["OPTIONS"].get("pool")
         and not conn.in_atomic_block
-        and not getattr(conn, _SESSION_LOCKS, 0)
     ):
         conn.close()
-
-
-@contextmanager
-def advisory_lock_held(name: str) -> Iterator[bool]:
-    """Tries a session advisory lock: yields whether it was taken. Held across slow work (a
-    model's answer) without holding a transaction open, and released by PostgreSQL should the
-    worker die. A session whose unlock fails is closed, so the lock cannot outlive the block on
-    a connection kept for the next task."""
-    key = advisory_key(name)
-    with default_connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        row = cursor.fetchone()
-    acquired = bool(row and row[0])
-    held = getattr(default_connection, _SESSION_LOCKS, 0)
-    setattr(default_connection, _SESSION_LOCKS, held + acquired)
-    try:
-        yield acquired
-    finally:
-        setattr(default_connection, _SESSION_LOCKS, held)
-        if acquired:
-            try:
-                with default_connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-            except DatabaseError:
-                if default_connection.in_atomic_block:
-                    raise
-                # A lost connection took the lock with it; a live one gives it up as it closes.
-                logger.warning("advisory unlock failed; connection closed")
-                default_connection.close()

@@ -101,7 +101,7 @@ class LeaseLost(Exception):
 class _Lease:
     conversation_id: uuid.UUID | str
     holder: uuid.UUID = field(default_factory=uuid.uuid4)
-    seconds: int = field(default_factory=lambda: settings.HUB_ANSWER_LEASE_SECONDS)
+    seconds: int = field(default_factory=lambda: settings.HUB_CONVERSATION_LEASE_SECONDS)
 
     def take(self) -> tuple[bool, uuid.UUID | None]:
         """Whether it was taken, and the first message waiting past the cursor."""

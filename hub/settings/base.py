@@ -403,10 +403,11 @@ HUB_LLM_RETRY_AFTER_MAX_SECONDS = float(env.env_str("HUB_LLM_RETRY_AFTER_MAX_SEC
 # The per-tenant circuit breaker: consecutive failures to open it, seconds it stays open.
 HUB_LLM_BREAKER_THRESHOLD = env.env_int("HUB_LLM_BREAKER_THRESHOLD", 5)
 HUB_LLM_BREAKER_COOLDOWN_SECONDS = float(env.env_str("HUB_LLM_BREAKER_COOLDOWN_SECONDS", "30"))
-# How long a worker answering a conversation holds it (renewed with each message it answers):
-# one that dies holding it holds it this long, then the sweeper hands the conversation on. An
-# answer that outlasts it may be worked out twice, by it and the next holder; only one is written.
-HUB_ANSWER_LEASE_SECONDS = env.env_int("HUB_ANSWER_LEASE_SECONDS", 120)
+# How long a worker answering a conversation (renewed with each message it answers), or
+# extracting its lead, holds it: one that dies holding it holds it this long, then the
+# conversation goes to another. Work that outlasts it may be done twice, by it and the next
+# holder; only one result is written.
+HUB_CONVERSATION_LEASE_SECONDS = env.env_int("HUB_CONVERSATION_LEASE_SECONDS", 120)
 
 # Knowledge search (docs/handlers.md): chunks embedded into pgvector where the extension exists,
 # PostgreSQL full text otherwise or when vector search is switched off.

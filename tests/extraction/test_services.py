@@ -4,10 +4,14 @@ extractor, the model through the fake OpenAI server, validation, versions, credi
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
 from billing.models import CreditLedgerEntry
 from billing.selectors import credit_balance_get
@@ -17,6 +21,7 @@ from extraction import selectors, services
 from extraction.models import Extraction, ExtractionCursor, ExtractionField, ExtractionHealth
 from extraction.services import (
     ExtractionFailed,
+    ExtractionInProgress,
     NothingToExtract,
     extraction_dispatch,
     extraction_run,
@@ -26,6 +31,9 @@ from inbox.models import Notification
 from tests.extraction.conftest import DEFAULT_FIELDS, conversation_with, go_quiet, lead_answer
 from tests.factories import ConversationFactory
 from tests.fake_openai import RESPONSES
+from tests.processing.test_ai_replies import _ask as processing_ask
+from tests.processing.test_ai_replies import _conversation as processing_conversation
+from tests.processing.test_ai_replies import _conversation_delete as processing_conversation_delete
 
 IDLE = Extraction.Trigger.IDLE
 MANUAL = Extraction.Trigger.MANUAL
@@ -412,3 +420,74 @@ def test_dispatch_waits_for_credits(tenant_a, settings, monkeypatch) -> None:
         go_quiet(conversation_with("a@example.com"), minutes=30, now=now)
         assert extraction_dispatch(now=now)["reason"] == "insufficient_credits"
     assert sent == []
+
+
+def test_a_run_under_way_keeps_others_out_until_its_lease_runs_out(tenant_a) -> None:
+    with tenant_a.schema():
+        conversation = conversation_with("I'm Ann, ann@example.com")
+        go_quiet(conversation, minutes=30)
+        other = uuid.uuid4()
+        ExtractionCursor.objects.create(
+            conversation=conversation,
+            held_by=other,
+            held_until=timezone.now() + timedelta(minutes=1),
+        )
+        with pytest.raises(ExtractionInProgress):
+            extraction_run(conversation_id=conversation.pk, trigger=MANUAL)
+        assert extraction_run(conversation_id=conversation.pk, trigger=IDLE) is None
+        assert not Extraction.objects.filter(conversation=conversation).exists()
+        assert ExtractionCursor.objects.get(conversation=conversation).held_by == other
+
+        # The run holding it died: once its lease has run out, the next run goes ahead and
+        # gives the conversation up after.
+        ExtractionCursor.objects.filter(conversation=conversation).update(
+            held_until=timezone.now() - timedelta(seconds=1)
+        )
+        assert _extracted(conversation, trigger=IDLE).data["email"] == "ann@example.com"
+        cursor = ExtractionCursor.objects.get(conversation=conversation)
+        assert (cursor.held_by, cursor.held_until) == (None, None)
+
+
+def test_a_run_whose_lease_ran_out_meanwhile_writes_nothing(committed_db, openai_fake) -> None:
+    """The model outlasted the run's lease and another run took the conversation: the late
+    run's version is not written (nor charged), and an operator asking is told one is under
+    way."""
+    slug = committed_db["a"].slug
+    openai_fake.structured = lead_answer(name=("Ann", True))
+    arrived, release = openai_fake.hold(RESPONSES)
+    with schema_context(slug):
+        conversation = processing_conversation()
+        processing_ask(conversation, "I'm Ann")
+    outcome: list[BaseException | Extraction | None] = []
+
+    def run() -> None:
+        try:
+            with schema_context(slug):
+                outcome.append(extraction_run(conversation_id=conversation.pk, trigger=MANUAL))
+        except ExtractionInProgress as error:
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert arrived.wait(30), "the model call never came"
+        successor = uuid.uuid4()
+        with schema_context(slug):
+            ExtractionCursor.objects.filter(conversation=conversation).update(
+                held_by=successor, held_until=timezone.now() + timedelta(minutes=1)
+            )
+        release.set()
+        worker.join(30)
+        assert not worker.is_alive()
+        assert [type(item) for item in outcome] == [ExtractionInProgress]
+        with schema_context(slug):
+            assert not Extraction.objects.filter(conversation=conversation).exists()
+            cursor = ExtractionCursor.objects.get(conversation=conversation)
+            assert (cursor.extracted_seq, cursor.held_by) == (0, successor)
+    finally:
+        release.set()
+        worker.join(30)
+        with schema_context(slug):
+            processing_conversation_delete(conversation)
