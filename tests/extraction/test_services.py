@@ -4,12 +4,10 @@ extractor, the model through the fake OpenAI server, validation, versions, credi
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -34,6 +32,7 @@ from tests.fake_openai import RESPONSES
 from tests.processing.test_ai_replies import _ask as processing_ask
 from tests.processing.test_ai_replies import _conversation as processing_conversation
 from tests.processing.test_ai_replies import _conversation_delete as processing_conversation_delete
+from tests.support import outcome_with_the_model_held
 
 IDLE = Extraction.Trigger.IDLE
 MANUAL = Extraction.Trigger.MANUAL
@@ -454,40 +453,29 @@ def test_a_run_whose_lease_ran_out_meanwhile_writes_nothing(committed_db, openai
     way."""
     slug = committed_db["a"].slug
     openai_fake.structured = lead_answer(name=("Ann", True))
-    arrived, release = openai_fake.hold(RESPONSES)
     with schema_context(slug):
         conversation = processing_conversation()
         processing_ask(conversation, "I'm Ann")
-    outcome: list[BaseException | Extraction | None] = []
+    successor = uuid.uuid4()
 
-    def run() -> None:
-        try:
-            with schema_context(slug):
-                outcome.append(extraction_run(conversation_id=conversation.pk, trigger=MANUAL))
-        except ExtractionInProgress as error:
-            outcome.append(error)
-        finally:
-            connection.close()
+    def lease_taken_over() -> None:
+        ExtractionCursor.objects.filter(conversation=conversation).update(
+            held_by=successor, held_until=timezone.now() + timedelta(minutes=1)
+        )
 
-    worker = threading.Thread(target=run)
-    worker.start()
     try:
-        assert arrived.wait(30), "the model call never came"
-        successor = uuid.uuid4()
-        with schema_context(slug):
-            ExtractionCursor.objects.filter(conversation=conversation).update(
-                held_by=successor, held_until=timezone.now() + timedelta(minutes=1)
-            )
-        release.set()
-        worker.join(30)
-        assert not worker.is_alive()
-        assert [type(item) for item in outcome] == [ExtractionInProgress]
+        outcome = outcome_with_the_model_held(
+            openai_fake,
+            RESPONSES,
+            schema=slug,
+            work=lambda: extraction_run(conversation_id=conversation.pk, trigger=MANUAL),
+            meanwhile=lease_taken_over,
+        )
+        assert isinstance(outcome, ExtractionInProgress)
         with schema_context(slug):
             assert not Extraction.objects.filter(conversation=conversation).exists()
             cursor = ExtractionCursor.objects.get(conversation=conversation)
             assert (cursor.extracted_seq, cursor.held_by) == (0, successor)
     finally:
-        release.set()
-        worker.join(30)
         with schema_context(slug):
             processing_conversation_delete(conversation)

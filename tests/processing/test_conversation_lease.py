@@ -4,12 +4,10 @@ checked in the transaction that writes each answer."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -18,6 +16,7 @@ from processing.models import ConversationCursor
 from processing.services import ConversationBusy, conversation_drain
 from tests.fake_openai import RESPONSES, FakeOpenAI
 from tests.processing.test_ai_replies import _ask, _conversation, _conversation_delete
+from tests.support import outcome_with_the_model_held
 
 
 def _answers(conversation_id: uuid.UUID) -> list[str]:
@@ -76,42 +75,33 @@ def test_an_answer_whose_lease_ran_out_meanwhile_is_not_written(
     its answer is rolled back and the message left to the holder, so none is answered twice."""
     slug = committed_db["a"].slug
     openai_fake.reply_text = "Too late."
-    arrived, release = openai_fake.hold(RESPONSES)
     with schema_context(slug):
         conversation = _conversation()
         _ask(conversation, "Still there?")
-    processed: list[int] = []
+    successor = uuid.uuid4()
 
-    def drain() -> None:
-        try:
-            with schema_context(slug):
-                processed.append(conversation_drain(conversation_id=conversation.pk))
-        finally:
-            connection.close()
+    def lease_taken_over() -> None:
+        lease = _lease_of(conversation.pk)
+        assert lease.held_until is not None
+        assert lease.held_until > timezone.now()
+        # The lease ran out and another worker took it while the model was answering.
+        ConversationCursor.objects.filter(conversation=conversation).update(
+            held_by=successor, held_until=timezone.now() + timedelta(minutes=1)
+        )
 
-    worker = threading.Thread(target=drain)
-    worker.start()
     try:
-        assert arrived.wait(30), "the model call never came"
-        with schema_context(slug):
-            lease = _lease_of(conversation.pk)
-            assert lease.held_until is not None
-            assert lease.held_until > timezone.now()
-            # The lease ran out and another worker took it while the model was answering.
-            successor = uuid.uuid4()
-            ConversationCursor.objects.filter(conversation=conversation).update(
-                held_by=successor, held_until=timezone.now() + timedelta(minutes=1)
-            )
-        release.set()
-        worker.join(30)
-        assert not worker.is_alive()
-        assert processed == [0]
+        processed = outcome_with_the_model_held(
+            openai_fake,
+            RESPONSES,
+            schema=slug,
+            work=lambda: conversation_drain(conversation_id=conversation.pk),
+            meanwhile=lease_taken_over,
+        )
+        assert processed == 0
         with schema_context(slug):
             assert _answers(conversation.pk) == []
             lease = _lease_of(conversation.pk)
             assert (lease.processed_seq, lease.held_by) == (0, successor)
     finally:
-        release.set()
-        worker.join(30)
         with schema_context(slug):
             _conversation_delete(conversation)
