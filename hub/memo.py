@@ -8,14 +8,22 @@ at most once a second and drops everything when it moved, so a suspension, a rev
 disabled channel takes effect everywhere within about a second. While the counter is watched,
 an entry lives `HELD_SECONDS`: with a thousand tenants a process meets each of them only every
 few seconds, and re-reading them every `HUB_TENANT_CACHE_SECONDS` (5 s) made the tenant, the
-channel and the tenant row three queries on most webhooks (docs/performance.md, change 17).
-When Redis cannot be read, entries live `HUB_TENANT_CACHE_SECONDS` only, as before.
+channel and the tenant row three queries on most webhooks (docs/performance.md, change 17). A
+worker process of four meets each of a thousand tenants every few minutes, so an hour: held a
+minute, every task re-read its tenant's rows (change 44). A bump that fails (Redis unreachable
+from this process at that moment) is tried again at every read of the counter until it goes
+through, so a change is never held back by the hold. When Redis cannot be read, entries live
+`HUB_TENANT_CACHE_SECONDS` only, as before. A full memo drops its oldest entries, not all.
+
+The counter can be bumped by hand (`redis-cli INCR hub:memo:generation`) after a change made
+around the hub, in SQL.
 
 `HUB_TENANT_CACHE_SECONDS` = 0 turns the memo off (the tests).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Hashable
 from time import monotonic
@@ -32,13 +40,17 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_ENTRIES = 10_000
+# Dropped at once when the memo is full: the oldest loaded.
+EVICTED_WHEN_FULL = MAX_ENTRIES // 10
 GENERATION_KEY = "hub:memo:generation"
 CHECK_SECONDS = 1.0
-HELD_SECONDS = 60.0
+HELD_SECONDS = 3600.0
 
 # key -> (loaded at on monotonic(), the generation then, value)
 _memo: dict[Hashable, tuple[float, Any, object]] = {}
 _watch: dict[str, Any] = {"checked_at": float("-inf"), "generation": None, "ok": False}
+# Set while a committed change's bump has not reached Redis.
+_bump_owed = {"owed": False}
 
 
 def _watching(now: float) -> bool:
@@ -47,6 +59,8 @@ def _watching(now: float) -> bool:
     if now - _watch["checked_at"] < CHECK_SECONDS:
         return bool(_watch["ok"])
     _watch["checked_at"] = now
+    if _bump_owed["owed"]:
+        _bump()
     try:
         generation = get_redis().get(GENERATION_KEY)
     except RedisError as error:
@@ -79,8 +93,11 @@ def memo_get(key: Hashable, load: Callable[[], T]) -> T:
         if not watching and now - loaded_at < ttl:
             return value  # type: ignore[return-value]
     value = load()
-    if len(_memo) > MAX_ENTRIES:
-        _memo.clear()
+    if len(_memo) >= MAX_ENTRIES:
+        for oldest in list(itertools.islice(_memo, EVICTED_WHEN_FULL)):
+            _memo.pop(oldest, None)
+    # Popped first so that the dict's order stays the order of loading.
+    _memo.pop(key, None)
     _memo[key] = (now, generation, value)
     return value
 
@@ -95,9 +112,12 @@ def _bump() -> None:
     try:
         get_redis().incr(GENERATION_KEY)
     except RedisError as error:
-        # The other processes cannot read the counter either, so they hold entries for
-        # HUB_TENANT_CACHE_SECONDS only; a process that can is told by the next bump.
+        # Processes that cannot read the counter either hold entries for
+        # HUB_TENANT_CACHE_SECONDS only; those that can are told when a later try goes through.
+        _bump_owed["owed"] = True
         logger.warning("memo generation not bumped", extra={"error": type(error).__name__})
+    else:
+        _bump_owed["owed"] = False
 
 
 def memo_changed(**_: Any) -> None:

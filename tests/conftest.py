@@ -12,6 +12,7 @@ import pytest
 from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
+from hub import memo
 from tenants.connection import tenant_connection
 from tenants.models import Tenant
 from tenants.services import tenant_provision, tenant_template_ensure
@@ -102,6 +103,21 @@ def live_server_url(committed_db: dict[str, TenantInfo], tmp_path: Path) -> Iter
 def worker(committed_db: dict[str, TenantInfo], tmp_path: Path) -> Iterator[support.Process]:
     with support.celery_worker(tmp_path) as process:
         yield process
+
+
+@pytest.fixture
+def memo_clock(settings, monkeypatch: pytest.MonkeyPatch) -> support.MemoClock:
+    """The memo on (the suite runs with it off), empty, on a clock of the test's own."""
+    settings.HUB_TENANT_CACHE_SECONDS = 5
+    clock = support.MemoClock()
+    # The memo's own clock only: time.monotonic stays real for everything else in the process.
+    monkeypatch.setattr(memo, "monotonic", clock)
+    monkeypatch.setattr(memo, "_memo", {})
+    monkeypatch.setattr(
+        memo, "_watch", {"checked_at": float("-inf"), "generation": None, "ok": False}
+    )
+    monkeypatch.setattr(memo, "_bump_owed", {"owed": False})
+    return clock
 
 
 @pytest.fixture(autouse=True)

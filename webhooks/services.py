@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import random
-import time
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -20,10 +19,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
-from redis.exceptions import RedisError
 from rest_framework.fields import DateTimeField
 
 from hub.exceptions import ApplicationError, ConflictError
+from hub.memo import memo_changed, memo_forget, memo_get
 from hub.redis import get_redis
 from tenants.connection import tenant_connection
 from webhooks.client import PostResult, webhook_post
@@ -148,35 +147,22 @@ def webhook_subscription_delete(*, subscription: WebhookSubscription) -> None:
 # --- Which events a tenant subscribes to --------------------------------------------------------
 #
 # Every domain event asked the database for the subscriptions listing it, tenants without any
-# included (5 % of a worker's time, docs/performance.md). Each process keeps the set of events
-# a tenant's enabled subscriptions list, labelled with a version counter in Redis that every
-# change of a subscription bumps once committed: one Redis read per event instead of a
-# transaction. A bump lost to a Redis outage is outlived by SUBSCRIBED_MAX_AGE_SECONDS; Redis
-# unreachable, the database is asked. Only "nobody subscribes" skips the dispatch, which
-# still asks the database for the subscriptions themselves.
-
-SUBSCRIBED_MAX_AGE_SECONDS = 60
-_subscribed: dict[str, tuple[Any, float, frozenset[str]]] = {}
+# included (5 % of a worker's time, docs/performance.md). Each process remembers the set of
+# events a tenant's enabled subscriptions list, in the memo (hub/memo.py): a change through the
+# services shows at once in its own process and within about a second in the others, with no
+# Redis read per event (change 44). Only "nobody subscribes" skips the dispatch, which still
+# asks the database for the subscriptions themselves.
 
 
-def _subscribed_version_key(schema: str) -> str:
-    return f"hub:webhooks:subscribed-version:{schema}"
+def _subscribed_key() -> tuple[str, str]:
+    return ("webhook-events", tenant_connection().schema_name)
 
 
 def _subscribed_changed() -> None:
-    """Forgets this tenant's cached set now (a read later in this transaction sees the change)
-    and, once committed, in every process."""
-    schema = tenant_connection().schema_name
-    _subscribed.pop(schema, None)
-
-    def bump() -> None:
-        _subscribed.pop(schema, None)
-        try:
-            get_redis().incr(_subscribed_version_key(schema))
-        except RedisError:
-            logger.warning("webhook subscription version not bumped; caches age out")
-
-    transaction.on_commit(bump)
+    """Forgets this tenant's set now (a read later in this transaction sees the change) and,
+    once committed, in every process."""
+    memo_forget(_subscribed_key())
+    memo_changed()
 
 
 def _subscribed_events() -> frozenset[str]:
@@ -186,19 +172,7 @@ def _subscribed_events() -> frozenset[str]:
 
 def webhook_event_subscribed(*, event: str) -> bool:
     """Whether an enabled subscription of the current tenant lists `event`."""
-    schema = tenant_connection().schema_name
-    try:
-        version = get_redis().get(_subscribed_version_key(schema))
-    except RedisError:
-        return event in _subscribed_events()
-    cached = _subscribed.get(schema)
-    now = time.monotonic()
-    if cached is None or cached[0] != version or now - cached[1] > SUBSCRIBED_MAX_AGE_SECONDS:
-        if len(_subscribed) >= 10_000:
-            _subscribed.clear()
-        cached = (version, now, _subscribed_events())
-        _subscribed[schema] = cached
-    return event in cached[2]
+    return event in memo_get(_subscribed_key(), _subscribed_events)
 
 
 # --- Fanning events out --------------------------------------------------------------------------

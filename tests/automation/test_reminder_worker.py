@@ -56,9 +56,14 @@ def test_a_due_reminder_is_delivered_by_the_worker_in_its_tenant(committed_db, w
                 timeout=30,
                 what="the delivery",
             )
-            assert JobRun.objects.filter(
-                job="automation.reminders_deliver", status="succeeded"
-            ).exists()
+            # The run is recorded as it ends, after the reminder it delivered is committed.
+            support.wait_until(
+                lambda: JobRun.objects.filter(
+                    job="automation.reminders_deliver", status="succeeded"
+                ).exists(),
+                timeout=30,
+                what="the job run",
+            )
         with schema_context(other):
             assert not Message.objects.filter(content__text__contains="take the cake").exists()
     finally:

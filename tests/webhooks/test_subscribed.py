@@ -1,36 +1,28 @@
-"""Which events a tenant subscribes to, known per process without a query per event: a change
-through the services shows at once, one made by another process once its version is bumped, and
-one tenant's subscriptions never count for another."""
+"""Which events a tenant subscribes to, remembered per process (hub/memo.py) without a query or
+a Redis read per event: a change through the services shows at once, one made by another
+process once the memo's counter moves, and one tenant's subscriptions never count for another."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from hub import memo
 from hub.redis import get_redis
-from webhooks import services
+from tests.support import MemoClock
 from webhooks.models import WebhookDelivery, WebhookSubscription
+from webhooks.services import webhook_event_subscribed as subscribed
 from webhooks.services import (
-    _subscribed_version_key,
     webhook_event_subscriber,
     webhook_subscription_create,
     webhook_subscription_delete,
     webhook_subscription_update,
 )
-from webhooks.services import webhook_event_subscribed as subscribed
 
 URL = "http://127.0.0.1:9/hook"
 
-
-@pytest.fixture(autouse=True)
-def _nothing_known() -> Iterator[None]:
-    """The process's answers outlive a test's rolled-back rows: each test starts without any."""
-    services._subscribed.clear()
-    yield
-    services._subscribed.clear()
+pytestmark = pytest.mark.usefixtures("memo_clock")
 
 
 def test_a_change_through_the_services_shows_at_once(tenant_a) -> None:
@@ -46,16 +38,18 @@ def test_a_change_through_the_services_shows_at_once(tenant_a) -> None:
         assert not subscribed(event="message.created")
 
 
-def test_the_answer_is_kept_until_the_version_moves(tenant_a) -> None:
+def test_the_answer_is_kept_until_the_counter_moves(tenant_a, memo_clock: MemoClock) -> None:
     with tenant_a.schema():
         assert not subscribed(event="message.created")
         # Another process subscribes: its row, which this process cannot see being written.
         WebhookSubscription.objects.create(url=URL, events=["message.created"], secret="s" * 32)
+        memo_clock.now += 30
         with CaptureQueriesContext(connection) as queries:
             assert not subscribed(event="message.created")
         assert len(queries) == 0
-        # Its commit bumps the version: the next event asks the database again.
-        get_redis().incr(_subscribed_version_key(tenant_a.slug))
+        # Its commit bumps the counter: within a second the next event asks the database.
+        get_redis().incr(memo.GENERATION_KEY)
+        memo_clock.now += memo.CHECK_SECONDS
         assert subscribed(event="message.created")
 
 
