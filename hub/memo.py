@@ -11,9 +11,11 @@ few seconds, and re-reading them every `HUB_TENANT_CACHE_SECONDS` (5 s) made the
 channel and the tenant row three queries on most webhooks (docs/performance.md, change 17). A
 worker process of four meets each of a thousand tenants every few minutes, so an hour: held a
 minute, every task re-read its tenant's rows (change 44). A bump that fails (Redis unreachable
-from this process at that moment) is tried again at every read of the counter until it goes
-through, so a change is never held back by the hold. When Redis cannot be read, entries live
-`HUB_TENANT_CACHE_SECONDS` only, as before. A full memo drops its oldest entries, not all.
+from this process at that moment) is owed: tried again at every read of the counter, and once
+more as the process exits (a management command), until it goes through. Only a process that
+exits still owing it leaves the others to learn of its change within `HELD_SECONDS`. When Redis
+cannot be read, entries live `HUB_TENANT_CACHE_SECONDS` only, as before. A full memo drops its
+oldest entries, not all.
 
 The counter can be bumped by hand (`redis-cli INCR hub:memo:generation`) after a change made
 around the hub, in SQL.
@@ -23,6 +25,7 @@ around the hub, in SQL.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 from collections.abc import Callable, Hashable
@@ -118,6 +121,12 @@ def _bump() -> None:
         logger.warning("memo generation not bumped", extra={"error": type(error).__name__})
     else:
         _bump_owed["owed"] = False
+
+
+@atexit.register
+def _pay_owed_bump() -> None:
+    if _bump_owed["owed"]:
+        _bump()
 
 
 def memo_changed(**_: Any) -> None:

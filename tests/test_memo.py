@@ -4,6 +4,9 @@ committed, and a process that sees it move forgets everything within a second.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import redis
 
@@ -14,7 +17,7 @@ from hub.redis import get_redis
 from tenants.models import Tenant
 from tenants.services import tenant_suspend
 from tests.factories import ChannelFactory
-from tests.support import MemoClock
+from tests.support import MemoClock, child_env
 
 
 class Loads:
@@ -84,6 +87,37 @@ def test_a_bump_redis_refused_is_made_at_a_later_read_of_the_counter(
     memo_clock.now += memo.CHECK_SECONDS
     memo.memo_get("k", Loads())
     assert int(client.get(memo.GENERATION_KEY) or 0) == before + 1  # paid once
+
+
+# A management command that changed a tenant while Redis was unreachable, then exits.
+_EXIT_OWING = """
+import django
+
+django.setup()
+import redis
+
+from hub import memo
+
+reachable = memo.get_redis
+memo.get_redis = lambda: redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+memo._bump()
+assert memo._bump_owed["owed"]
+memo.get_redis = reachable
+"""
+
+
+def test_a_process_exiting_with_a_bump_owed_makes_it_as_it_exits() -> None:
+    client = get_redis()
+    before = int(client.get(memo.GENERATION_KEY) or 0)
+    subprocess.run(
+        [sys.executable, "-c", _EXIT_OWING],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert int(client.get(memo.GENERATION_KEY) or 0) == before + 1
 
 
 def test_a_full_memo_drops_its_oldest_entries_only(
