@@ -164,9 +164,9 @@ def load_average() -> list[float]:
 # --- ingest ------------------------------------------------------------------------------
 def ingest(quick: bool) -> Result:
     result = Result("ingest")
-    rate, duration = (300, 8) if quick else (500, 60)
+    rate, duration = (200, 3) if quick else (500, 60)
     seed = {"groups": [{"prefix": "bench_ingest", "count": 1, "channels": 1}]}
-    with running(StackOptions(), seed=seed) as (stack, seeded):
+    with running(StackOptions(beat=not quick), seed=seed) as (stack, seeded):
         result.details["load_avg_before"] = load_average()
         cpu_before = stack.cpu_seconds()
         worker_cpu_before = stack.worker_cpu_seconds()
@@ -190,7 +190,7 @@ def ingest(quick: bool) -> Result:
         started = time.monotonic()
         counts = wait_for(
             lambda: (c := inbound_counts(stack, ["bench_ingest"]))["processed"] >= accepted and c,
-            timeout=10 if quick else 300,
+            timeout=20 if quick else 300,
             interval=1,
         ) or inbound_counts(stack, ["bench_ingest"])
         drain = time.monotonic() - started
@@ -215,14 +215,19 @@ def ingest(quick: bool) -> Result:
         result.target("accepted msgs/s", out["rate_achieved"], 500, at_most=False)
         result.target("p50 ms", out["latency"]["p50_ms"], 30)
         result.target("p99 ms", out["latency"]["p99_ms"], 150)
-        once = (
+        once: bool | None = (
             counts["events"]
             == accepted
             == counts["processed"]
             == counts["messages_in"]
             == counts["distinct_ids"]
         )
-        if counts["processed"] < accepted:
+        stored_once = (
+            counts["events"] == accepted and counts["messages_in"] == counts["distinct_ids"]
+        )
+        if counts["processed"] < accepted and stored_once:
+            # Nothing lost or doubled so far; whether exactly once is known when all is processed.
+            once = None
             result.notes.append(
                 f"{accepted - counts['processed']} accepted events still queued when the wait "
                 "ended (stored, not lost): processing is slower than ingest."
@@ -297,11 +302,11 @@ def end_to_end(quick: bool) -> Result:
             {"prefix": "bench_e2e", "count": 1, "agent": True, "channels": 4, "credits": 10**8}
         ]
     }
-    steady = 6 if quick else 60
+    steady = 4 if quick else 60
     ramp = [] if quick else [100, 150, 200, 250, 300]
     ramp_seconds = 30
-    drain_cap = 15 if quick else 180
-    with running(StackOptions(), seed=seed) as (stack, seeded):
+    drain_cap = 10 if quick else 180
+    with running(StackOptions(beat=not quick), seed=seed) as (stack, seeded):
         targets = targets_of(seeded, "bench_e2e")
         cpu_before = stack.cpu_seconds()
         worker_cpu_before = stack.worker_cpu_seconds()
@@ -456,7 +461,7 @@ def model_latency(quick: bool) -> Result:
 def tenants(quick: bool) -> Result:
     result = Result("tenants")
     count = 5 if quick else int(os.environ.get("HUB_BENCH_TENANTS", "1000"))
-    rate, duration = (100, 4) if quick else (500, 30)
+    rate, duration = (30, 3) if quick else (500, 30)
     seed = {
         "groups": [
             {"prefix": "bench_one", "count": 1, "agent": True, "channels": 1, "credits": 10**8},
@@ -471,7 +476,7 @@ def tenants(quick: bool) -> Result:
             },
         ]
     }
-    with running(StackOptions(), seed=seed) as (stack, seeded):
+    with running(StackOptions(beat=not quick), seed=seed) as (stack, seeded):
         provision = seeded["provision_seconds"]
         started = time.monotonic()
         stack.manage("migrate_schemas", "--noinput", "-v", "0")
@@ -577,8 +582,8 @@ def _get(port: int, path: str, api_key: str) -> dict[str, Any]:
 
 def api(quick: bool) -> Result:
     result = Result("api")
-    # Quick: a tenth of the history (the page queries are what is timed, not the seeding).
-    conversations, messages = (1_000, 10_000) if quick else (10_000, 100_000)
+    # Quick: a twentieth of the history (the page queries are what is timed, not the seeding).
+    conversations, messages = (500, 5_000) if quick else (10_000, 100_000)
     seed = {
         "groups": [{"prefix": "bench_api", "count": 1, "channels": 1}],
         "history": {"slug": "bench_api", "conversations": conversations, "messages": messages},
@@ -630,7 +635,7 @@ def api(quick: bool) -> Result:
                 "port": stack.web_port,
                 "api_key": key,
                 "paths": paths,
-                "duration": 5 if quick else 60,
+                "duration": 3 if quick else 60,
                 "concurrency": 4,
             },
             "api",

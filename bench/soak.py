@@ -13,13 +13,13 @@ from bench.stack import StackOptions, running
 
 def soak(quick: bool) -> Result:
     result = Result("soak")
-    duration = 15 if quick else 600
+    duration = 10 if quick else 600
     seed = {
         "groups": [
             {"prefix": "bench_soak", "count": 1, "agent": True, "channels": 2, "credits": 10**8}
         ]
     }
-    with running(StackOptions(), seed=seed) as (stack, seeded):
+    with running(StackOptions(beat=not quick), seed=seed) as (stack, seeded):
         key = seeded["tenants"]["bench_soak"][0]["api_key"]
         samples: list[tuple[float, dict[str, int]]] = []
         stop = threading.Event()

@@ -148,7 +148,7 @@ def sockets(quick: bool) -> Result:
     conversations, per_conversation = (20, 25) if quick else (100, 100)
     # 55 messages/s to 100 sockets each: 5,500 frames/s offered, so that a delivery rate of
     # 5,000/s can show (at exactly 5,000 offered, the posting alone fills the window).
-    messages, rate = (200, 20) if quick else (1650, 55)
+    messages, rate = (100, 20) if quick else (1650, 55)
     seed = {
         "groups": [{"prefix": "bench_ws", "count": 1, "channels": 0}],
         "webchat": {"slug": "bench_ws", "origin": ORIGIN, "sessions": conversations},
@@ -178,7 +178,7 @@ def sockets(quick: bool) -> Result:
                 "rate": rate,
                 "held_file": str(held_file),
                 "hold_seconds": 4,
-                "drain_seconds": 20 if quick else 60,
+                "drain_seconds": 10 if quick else 60,
             },
             "sockets",
         )

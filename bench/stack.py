@@ -13,6 +13,7 @@ Everything listens on 127.0.0.1 and is stopped by `Stack.stop()` (also on Ctrl-C
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -61,11 +62,17 @@ class Child:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def terminate(self, sig: int = signal.SIGTERM) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-        if self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, sig)
+        self.terminate(sig)
+        self.wait_stopped(timeout)
+
+    def wait_stopped(self, timeout: float = 20) -> None:
+        """Waits for the process group's leader after `terminate`; kills the group past it."""
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -92,6 +99,20 @@ def _start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child
             args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     return Child(name, popen, log_path)
+
+
+_embedded: list[EmbeddedPostgres] = []
+
+
+def _embedded_postgres() -> EmbeddedPostgres:
+    """The embedded server under var/bench/pg, started once per bench process (each scenario
+    gets a fresh database in it) and stopped as the process exits."""
+    if not _embedded:
+        server = EmbeddedPostgres(VAR / "pg")
+        server.start()
+        _embedded.append(server)
+        atexit.register(server.stop)
+    return _embedded[0]
 
 
 def _with_database(url: str, name: str) -> str:
@@ -158,6 +179,8 @@ class StackOptions:
     worker_concurrency: int = field(
         default_factory=lambda: int(os.environ.get("HUB_BENCH_WORKER_CONCURRENCY", "4"))
     )
+    # Quick runs leave beat out: they are over before its periodic jobs matter, and its start
+    # would take a second of the two cores from every scenario's.
     beat: bool = True
     database_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -169,7 +192,6 @@ class Stack:
     options: StackOptions = field(default_factory=StackOptions)
     run_dir: Path = field(default_factory=lambda: VAR / time.strftime("run-%Y%m%d-%H%M%S"))
     redis: Redis | None = None
-    postgres: EmbeddedPostgres | None = None
     fakes: Child | None = None
     fakes_port: int = 0
     web: Child | None = None
@@ -240,10 +262,7 @@ class Stack:
             return explicit
         if os.environ.get("DATABASE_URL"):
             return _with_database(os.environ["DATABASE_URL"], DATABASE_NAME)
-        if self.postgres is None:
-            self.postgres = EmbeddedPostgres(VAR / "pg")
-            self.postgres.start()
-        return _with_database(self.postgres.url, DATABASE_NAME)
+        return _with_database(_embedded_postgres().url, DATABASE_NAME)
 
     def _start_fakes(self) -> None:
         port_file = self.run_dir / "fakes.port"
@@ -511,13 +530,17 @@ class Stack:
 
     # --- tear-down ------------------------------------------------------------------------
     def stop(self) -> None:
-        for child in [self.web, *self.workers, self.beat, self.fakes]:
-            if child is not None:
-                child.stop()
+        # The hub's processes all at once (the figures are taken; each shuts down on its own
+        # time), then what they used.
+        hub = [child for child in [self.web, *self.workers, self.beat] if child is not None]
+        for child in hub:
+            child.terminate()
+        for child in hub:
+            child.wait_stopped()
+        if self.fakes is not None:
+            self.fakes.stop()
         if self.redis is not None:
             self.redis.stop()
-        if self.postgres is not None:
-            self.postgres.stop()
 
 
 @contextlib.contextmanager
