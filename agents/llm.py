@@ -31,9 +31,8 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import openai
 import redis
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -43,6 +42,13 @@ from conversations.models import Conversation
 from hub.db import connection_return_to_pool, insert
 from hub.redis import get_redis
 from tenants.connection import tenant_connection
+
+if TYPE_CHECKING:
+    # Imported where a call is made, not here: the package takes a second and some 20 MB to
+    # load, which the web processes, beat and management commands would pay for on every start
+    # and never use (docs/performance.md, change 45). A worker loads it before its pool starts
+    # (`llm_client_load`).
+    import openai
 
 logger = logging.getLogger(__name__)
 
@@ -472,8 +478,16 @@ def llm_circuit_reset(*, schema: str) -> None:
 # --- Calls: client, attempts, records ------------------------------------------------------
 
 
+def llm_client_load() -> None:
+    """Loads the openai package now: in a worker before it forks its pool, so that each pool
+    process does not pay for it on its first call."""
+    import openai  # noqa: F401
+
+
 @functools.cache
 def _client(api_key: str, base_url: str, timeout: float) -> openai.OpenAI:
+    import openai
+
     # One client (one connection pool) per process and endpoint.
     return openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
@@ -487,6 +501,8 @@ class _Failure:
 
 def _classify(error: Exception) -> _Failure | None:
     """What an openai exception means for us; None for anything that is not the service's."""
+    import openai
+
     if isinstance(error, openai.APITimeoutError):
         return _Failure("timeout", transient=True)
     if isinstance(error, openai.APIConnectionError):
@@ -590,6 +606,8 @@ class _CallRecord:
         conversation): its success says nothing of the call that answers, so it leaves the
         failure count alone. Otherwise, in an outage of the answering endpoint alone, each new
         conversation's preparation reset the count and the circuit never opened."""
+        import openai
+
         retries = 0
         while True:
             self.attempts += 1
@@ -685,6 +703,8 @@ def _without_rejected_temperature(call: Callable[..., T], *, temperature: float)
     state = {"send": True}
 
     def attempt() -> T:
+        import openai
+
         if not state["send"]:
             return call()
         try:

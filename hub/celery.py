@@ -10,6 +10,7 @@ from celery.signals import (
     before_task_publish,
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_init,
     worker_ready,
 )
@@ -51,6 +52,13 @@ REQUEST_ID_HEADER = "hub_request_id"
 @worker_ready.connect  # the worker process itself, which runs them in a threads or solo pool
 def _freeze_heap(**_kwargs: Any) -> None:
     heap_freeze()
+
+
+@worker_init.connect  # before the pool starts: its processes inherit what is loaded here
+def _load_model_client(**_kwargs: Any) -> None:
+    from agents.llm import llm_client_load
+
+    llm_client_load()
 
 
 @before_task_publish.connect

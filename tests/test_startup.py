@@ -1,0 +1,37 @@
+"""What a process loads as it starts: the openai package only where model calls are made."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests import support
+
+
+def _loaded_after(code: str) -> bool:
+    result = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint('openai' in sys.modules)"],
+        env=support.child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_a_web_process_starts_without_the_openai_package() -> None:
+    # A second of start-up and some 20 MB per web process (docs/performance.md, change 45).
+    assert not _loaded_after("import hub.asgi\nimport hub.celery")
+
+
+def test_a_worker_loads_it_before_its_pool_starts() -> None:
+    code = (
+        "from celery.signals import worker_init\n"
+        "from hub.celery import app\n"
+        "app.loader.import_default_modules()\n"
+        "import sys\n"
+        "assert 'openai' not in sys.modules\n"
+        "worker_init.send(sender=None)"
+    )
+    assert _loaded_after(code)
