@@ -31,9 +31,19 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
     def target(
-        self, name: str, value: Any, limit: Any, *, at_most: bool = True, unit: str = ""
+        self,
+        name: str,
+        value: Any,
+        limit: Any,
+        *,
+        at_most: bool = True,
+        unit: str = "",
+        judged: bool = True,
     ) -> None:
-        met = None if value is None else (value <= limit if at_most else value >= limit)
+        """`judged=False`: the figure is shown, but says nothing of the target (met: n/a)."""
+        met = (
+            None if value is None or not judged else (value <= limit if at_most else value >= limit)
+        )
         self.targets.append(
             {
                 "name": name,
@@ -565,9 +575,15 @@ def tenants(quick: bool) -> Result:
         for many, when in (("many", "first sight"), ("many_again", "tenants known")):
             for measure, figure in measures:
                 ratio = round(runs[many][figure] / one[figure], 3)
-                result.target(f"{measure} N/1 throughput, {when}", ratio, 0.9, at_most=False)
+                # Quick: a rate every tenant count keeps up with, and a handful of schemas whose
+                # migrate is mostly the command's start-up.
+                result.target(
+                    f"{measure} N/1 throughput, {when}", ratio, 0.9, at_most=False, judged=not quick
+                )
         result.target("provisioning s per tenant (max)", round(max(provision), 3), 2)
-        result.target("no-op migrate_schemas s per schema", round(migrate / schemas, 4), 0.3)
+        result.target(
+            "no-op migrate_schemas s per schema", round(migrate / schemas, 4), 0.3, judged=not quick
+        )
     return result
 
 
