@@ -50,6 +50,15 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def python_output(code: str) -> str:
+    """The last line a fresh interpreter prints running `code` with the test settings."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
 @dataclass
 class Process:
     popen: subprocess.Popen[bytes]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -18,15 +16,7 @@ REPORT = (
 
 
 def _heap_after(code: str) -> dict[str, int]:
-    result = subprocess.run(
-        [sys.executable, "-c", f"{code}\n{REPORT}"],
-        env=support.child_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(support.python_output(f"{code}\n{REPORT}"))
 
 
 def test_a_web_process_freezes_what_it_loaded_with_the_urlconfs() -> None:

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from tests import support
 
 
 def _loaded_after(code: str) -> bool:
-    result = subprocess.run(
-        [sys.executable, "-c", f"{code}\nimport sys\nprint('openai' in sys.modules)"],
-        env=support.child_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip().splitlines()[-1] == "True"
+    return support.python_output(f"{code}\nimport sys\nprint('openai' in sys.modules)") == "True"
 
 
 def test_a_web_process_starts_without_the_openai_package() -> None:
