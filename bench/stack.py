@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -101,18 +102,14 @@ def _start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child
     return Child(name, popen, log_path)
 
 
-_embedded: list[EmbeddedPostgres] = []
-
-
+@functools.cache
 def _embedded_postgres() -> EmbeddedPostgres:
     """The embedded server under var/bench/pg, started once per bench process (each scenario
     gets a fresh database in it) and stopped as the process exits."""
-    if not _embedded:
-        server = EmbeddedPostgres(VAR / "pg")
-        server.start()
-        _embedded.append(server)
-        atexit.register(server.stop)
-    return _embedded[0]
+    server = EmbeddedPostgres(VAR / "pg")
+    server.start()
+    atexit.register(server.stop)
+    return server
 
 
 def _with_database(url: str, name: str) -> str:

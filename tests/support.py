@@ -51,12 +51,14 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def python_output(code: str) -> str:
-    """The last line a fresh interpreter prints running `code` with the test settings."""
+    """The last line a fresh interpreter prints running `code` with the test settings ("" for
+    none); it must exit cleanly."""
     result = subprocess.run(
         [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip().splitlines()[-1]
+    lines = result.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 @dataclass

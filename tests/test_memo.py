@@ -4,9 +4,6 @@ committed, and a process that sees it move forgets everything within a second.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import redis
 
@@ -17,7 +14,7 @@ from hub.redis import get_redis
 from tenants.models import Tenant
 from tenants.services import tenant_suspend
 from tests.factories import ChannelFactory
-from tests.support import MemoClock, child_env
+from tests.support import MemoClock, python_output
 
 
 class Loads:
@@ -109,14 +106,7 @@ memo.get_redis = reachable
 def test_a_process_exiting_with_a_bump_owed_makes_it_as_it_exits() -> None:
     client = get_redis()
     before = int(client.get(memo.GENERATION_KEY) or 0)
-    subprocess.run(
-        [sys.executable, "-c", _EXIT_OWING],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    python_output(_EXIT_OWING)
     assert int(client.get(memo.GENERATION_KEY) or 0) == before + 1
 
 
