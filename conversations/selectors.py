@@ -7,10 +7,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.contrib.postgres.search import SearchQuery
 from django.db.models import (
+    F,
     IntegerField,
     Q,
     QuerySet,
@@ -27,7 +29,7 @@ from conversations.models import (
     Operator,
     Participant,
 )
-from hub.db import prepared_exists
+from hub.db import PreparedQuery, prepared_exists
 from hub.exceptions import NotFoundError
 
 
@@ -130,13 +132,20 @@ def conversation_get(
     every call)."""
     conversation = None
     if _valid_uuid(conversation_id):
-        conversations = Conversation.objects.filter(pk=conversation_id)
-        if related:
-            conversations = conversations.select_related(*related)
-        conversation = conversations.first()
+        conversation = _conversation_query(related).first(conversation_id=conversation_id)
     if conversation is None:
         raise NotFoundError("No such conversation.")
     return conversation
+
+
+@lru_cache(maxsize=32)
+def _conversation_query(related: tuple[str, ...]) -> PreparedQuery:
+    # Every API call on a conversation starts here: compiled once per `related` (change 46).
+    def build(conversation_id: uuid.UUID) -> QuerySet[Conversation]:
+        conversations = Conversation.objects.filter(pk=conversation_id).order_by()
+        return conversations.select_related(*related) if related else conversations
+
+    return PreparedQuery(build, conversation_id=uuid.UUID)
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
@@ -283,6 +292,73 @@ def conversation_list_for_api(
     )
 
 
+# The values of a list page's query and their types: the reader, the position after which the
+# page starts, and the filters `_conversations_for_reader` takes as values.
+_PAGE_VALUE_TYPES: dict[str, type] = {
+    "reader_id": uuid.UUID,
+    "after_at": datetime,
+    "after_id": uuid.UUID,
+    "status": str,
+    "channel_id": uuid.UUID,
+    "assignee_id": uuid.UUID,
+    "label": str,
+    "q": str,
+    "updated_after": datetime,
+}
+
+
+def conversation_page_for_api(
+    *,
+    reader: Reader,
+    after: tuple[datetime, uuid.UUID] | None,
+    size: int,
+    unassigned: bool = False,
+    **filters: Any,
+) -> list[Conversation]:
+    """Up to `size` conversations of `conversation_list_for_api` in the list's order (newest
+    activity first, then the id), after the position (`activity_at`, id) of the last one shown,
+    with their last messages' files. A page is read by a query compiled once per combination of
+    the filters given and page size: built and compiled through the ORM, with DRF's cursor
+    filtering and slicing it, it cost a third of a list page's CPU (docs/performance.md,
+    change 46)."""
+    reader_field = "operator_id" if reader.operator_id is not None else "api_key_id"
+    values = {name: value for name, value in filters.items() if value}
+    values["reader_id"] = getattr(reader, reader_field)
+    if after is not None:
+        values["after_at"], values["after_id"] = after
+    query = _conversation_page_query(
+        reader_field=reader_field, names=frozenset(values), unassigned=unassigned, size=size
+    )
+    page: list[Conversation] = query.all(**values)
+    messages_attachments_load(conversation.last_message for conversation in page)
+    return page
+
+
+@lru_cache(maxsize=256)
+def _conversation_page_query(
+    *, reader_field: str, names: frozenset[str], unassigned: bool, size: int
+) -> PreparedQuery:
+    def build(
+        *,
+        reader_id: uuid.UUID,
+        after_at: datetime | None = None,
+        after_id: uuid.UUID | None = None,
+        **filters: Any,
+    ) -> QuerySet[Conversation]:
+        conversations = conversation_list_for_api(
+            reader=Reader(**{reader_field: reader_id}), unassigned=unassigned, **filters
+        )
+        if after_at is not None:
+            # `activity_at <= after_at` bounds the index's range; the rest skips what was shown.
+            conversations = conversations.filter(
+                Q(activity_at__lte=after_at),
+                Q(activity_at__lt=after_at) | Q(activity_at=after_at, id__lt=after_id),
+            )
+        return conversations.order_by(F("activity_at").desc(), F("id").desc())[:size]
+
+    return PreparedQuery(build, **{name: _PAGE_VALUE_TYPES[name] for name in names})
+
+
 def conversation_get_for_reader(
     *, conversation_id: uuid.UUID | str, reader: Reader
 ) -> Conversation:
@@ -307,7 +383,7 @@ def unread_count_get(*, conversation: Conversation, last_read_seq: int) -> int:
 
 
 def message_list_after(
-    *, conversation: Conversation, after_seq: int | None = None
+    *, conversation: Conversation | uuid.UUID, after_seq: int | None = None
 ) -> QuerySet[Message]:
     """The conversation's messages as the API shows them (the columns and relations its output
     reads; their files through `messages_attachments_load`), only those after `after_seq` when
@@ -320,6 +396,32 @@ def message_list_after(
     if after_seq is not None:
         messages = messages.filter(seq__gt=after_seq)
     return messages
+
+
+def message_page(*, conversation_id: uuid.UUID, after_seq: int | None, size: int) -> list[Message]:
+    """Up to `size` of `message_list_after` in seq order, with their files: a history page, read
+    by a query compiled once per page size (change 46, as `conversation_page_for_api`)."""
+    if after_seq is None:
+        page: list[Message] = _message_page_query(after=False, size=size).all(
+            conversation_id=conversation_id
+        )
+    else:
+        page = _message_page_query(after=True, size=size).all(
+            conversation_id=conversation_id, after_seq=after_seq
+        )
+    messages_attachments_load(page)
+    return page
+
+
+@lru_cache(maxsize=256)
+def _message_page_query(*, after: bool, size: int) -> PreparedQuery:
+    def build(conversation_id: uuid.UUID, after_seq: int | None = None) -> QuerySet[Message]:
+        messages = message_list_after(conversation=conversation_id, after_seq=after_seq)
+        return messages.order_by("seq")[:size]
+
+    if after:
+        return PreparedQuery(build, conversation_id=uuid.UUID, after_seq=int)
+    return PreparedQuery(build, conversation_id=uuid.UUID)
 
 
 def message_get_in_conversation(

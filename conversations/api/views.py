@@ -8,6 +8,8 @@ another tenant's id answers exactly as an unknown one does.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -48,24 +50,23 @@ from conversations.services import attachments as attachment_services
 from conversations.services import contacts as contact_services
 from conversations.services import conversations as conversation_services
 from conversations.services import messages as message_services
-from hub.pagination import CursorPagination
+from hub.pagination import CursorPagination, KeysetCursorPagination
 
 # Multipart framing around the file itself; a body larger than the limit plus this is refused
 # from its Content-Length, before a byte of it is read.
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-class ActivityCursorPagination(CursorPagination):
-    """Newest activity first. `activity_at` is annotated by the selector."""
+class ActivityCursorPagination(KeysetCursorPagination):
+    """Newest activity first, the id breaking ties (`conversation_page_for_api`)."""
 
-    # The id breaks ties so pages never overlap (DRF takes a tuple; its stubs say str).
-    ordering = ("-activity_at", "-id")  # type: ignore[assignment]
+    key_types = (datetime, uuid.UUID)
 
 
-class SeqCursorPagination(CursorPagination):
-    """Oldest first, in the conversation's own order."""
+class SeqCursorPagination(KeysetCursorPagination):
+    """Oldest first, in the conversation's own order (`message_page`)."""
 
-    ordering = "seq"
+    key_types = (int,)
 
 
 class JoinedCursorPagination(CursorPagination):
@@ -228,19 +229,29 @@ class ConversationListView(GenericAPIView[Conversation]):
     def get(self, request: Request) -> Response:
         filters = _valid(ConversationFilterSerializer, request.query_params)
         assignee = filters.get("assignee")
-        conversations = selectors.conversation_list_for_api(
-            reader=_reader(request),
-            status=filters.get("status") or None,
-            channel_id=filters.get("channel"),
-            assignee_id=None if assignee in (None, "none") else assignee,
-            unassigned=assignee == "none",
-            label=filters.get("label") or None,
-            q=filters.get("q") or None,
-            updated_after=filters.get("updated_after"),
+        reader = _reader(request)
+
+        def read(after: tuple[Any, ...] | None, size: int) -> list[Conversation]:
+            return selectors.conversation_page_for_api(
+                reader=reader,
+                after=after,
+                size=size,
+                status=filters.get("status"),
+                channel_id=filters.get("channel"),
+                assignee_id=None if assignee in (None, "none") else assignee,
+                unassigned=assignee == "none",
+                label=filters.get("label"),
+                q=filters.get("q"),
+                updated_after=filters.get("updated_after"),
+            )
+
+        paginator = ActivityCursorPagination()
+        page = paginator.paginate_rows(
+            request,
+            read=read,
+            key=attrgetter("activity_at", "pk"),
         )
-        page = self.paginate_queryset(conversations) or []
-        selectors.messages_attachments_load(conversation.last_message for conversation in page)
-        return self.get_paginated_response(ConversationOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(ConversationOutputSerializer(page, many=True).data)
 
 
 class ConversationDetailView(APIView):
@@ -391,12 +402,18 @@ class MessageListView(GenericAPIView[Message]):
     def get(self, request: Request, conversation_id: uuid.UUID) -> Response:
         conversation = selectors.conversation_get(conversation_id=conversation_id, related=())
         filters = _valid(MessageListFilterSerializer, request.query_params)
-        messages = selectors.message_list_after(
-            conversation=conversation, after_seq=filters.get("after_seq")
-        )
-        page = self.paginate_queryset(messages) or []
-        selectors.messages_attachments_load(page)
-        return self.get_paginated_response(MessageOutputSerializer(page, many=True).data)
+        after_seq = filters.get("after_seq")
+
+        def read(after: tuple[Any, ...] | None, size: int) -> list[Message]:
+            # Catching up from `after_seq` and paging meet: after the later of the two.
+            starts = [seq for seq in (after_seq, after[0] if after else None) if seq is not None]
+            return selectors.message_page(
+                conversation_id=conversation.pk, after_seq=max(starts, default=None), size=size
+            )
+
+        paginator = SeqCursorPagination()
+        page = paginator.paginate_rows(request, read=read, key=lambda message: (message.seq,))
+        return paginator.get_paginated_response(MessageOutputSerializer(page, many=True).data)
 
     @extend_schema(
         summary="Send a message",

@@ -70,6 +70,15 @@ def test_list_is_in_seq_order_with_a_cursor_and_after_seq(tenant_a) -> None:
     assert after[0]["content"] == {"type": "text", "text": "message 3"}
     assert after[0]["direction"] == "in"
     assert after[0]["sender"] == {"type": "contact", "id": str(conversation.contact_id)}
+    # Paging on from after_seq, and a cursor meeting an after_seq: after the later of the two.
+    page = client.get(_url(conversation), {"after_seq": 1, "page_size": 2}).json()
+    assert [item["seq"] for item in page["results"]] == [2, 3]
+    cursor = page["next"].split("cursor=")[1]
+    assert [item["seq"] for item in client.get(page["next"]).json()["results"]] == [4, 5]
+    later = client.get(f"{_url(conversation)}?after_seq=4&cursor={cursor}").json()["results"]
+    assert [item["seq"] for item in later] == [5]
+    earlier = client.get(f"{_url(conversation)}?after_seq=0&cursor={cursor}").json()["results"]
+    assert [item["seq"] for item in earlier] == [4, 5]
     bad = client.get(_url(conversation), {"after_seq": "five"})
     assert bad.status_code == 400
     assert "after_seq" in error_of(bad)["details"]

@@ -5,6 +5,7 @@ show exactly what a full read shows. The list's order must be the one its index 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
@@ -14,6 +15,7 @@ from unittest import mock
 import pytest
 from django.db import connection, transaction
 from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
@@ -276,21 +278,26 @@ def test_the_list_is_read_in_index_order(tenant_a, filters, index, other_index) 
     list its order, and which one the planner takes depends on the statistics of the moment,
     so the other is dropped (in a transaction rolled back) to put each one to the test."""
     with tenant_a.schema():
-        ConversationFactory.create_batch(3)
-        reader = selectors.Reader(api_key_id=None)
-        query = selectors.conversation_list_for_api(reader=reader, **filters).order_by(
-            F("activity_at").desc(), "-id"
-        )[:51]
-        sql, params = query.query.sql_with_params()
+        shown = ConversationFactory.create_batch(3)[0]
+        reader = selectors.Reader(api_key_id=uuid.uuid4())
+        after = (shown.created_at, shown.pk)
+        with CaptureQueriesContext(connection) as queries:
+            selectors.conversation_page_for_api(reader=reader, after=after, size=51, **filters)
+        # The page's query as it ran, its values in place (psycopg binds them client-side).
+        sql = queries.captured_queries[0]["sql"]
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"DROP INDEX {other_index}")
             cursor.execute("SET LOCAL enable_sort = off")
             cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute(f"EXPLAIN {sql}", params)
+            cursor.execute(f"EXPLAIN {sql}")
             plan = "\n".join(row[0] for row in cursor.fetchall())
             transaction.set_rollback(True)
     assert index in plan
     assert "Sort" not in plan.split(index)[0]
+    # The page starts where the one before ended: a bound of the index's range, not a filter.
+    condition = plan.split(index)[1].split("\n")[1]
+    assert "Index Cond" in condition
+    assert "COALESCE" in condition
 
 
 def test_another_tenants_conversations_are_neither_listed_nor_their_messages(
