@@ -14,10 +14,11 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
 from channels_app.models import ChannelKind
+from hub.db import FastLoadingModel
 from retention.encryption import TenantEncryptedJSONField, TenantEncryptedTextField
 
 
-class Operator(models.Model):
+class Operator(FastLoadingModel):
     """A tenant user who answers conversations in the inbox."""
 
     class Role(models.TextChoices):
@@ -50,7 +51,7 @@ class Operator(models.Model):
         return self.display_name
 
 
-class Contact(models.Model):
+class Contact(FastLoadingModel):
     """A customer, whatever channels they write from (one identity per channel account)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -71,7 +72,7 @@ class Contact(models.Model):
         return self.name or self.email or self.phone or str(self.id)
 
 
-class ContactIdentity(models.Model):
+class ContactIdentity(FastLoadingModel):
     """How a channel knows the contact: a phone number, a Telegram id, an email, a visitor id."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -92,7 +93,7 @@ class ContactIdentity(models.Model):
         return f"{self.channel_kind}:{self.external_id}"
 
 
-class Conversation(models.Model):
+class Conversation(FastLoadingModel):
     class Type(models.TextChoices):
         DIRECT = "direct"
         GROUP = "group"
@@ -178,7 +179,7 @@ class Conversation(models.Model):
         return f"{self.contact} on {self.channel}"
 
 
-class Participant(models.Model):
+class Participant(FastLoadingModel):
     """Someone in a conversation: a contact, an operator, or an integrator's API key (which only
     keeps its read position)."""
 
@@ -233,7 +234,7 @@ class Participant(models.Model):
         return f"{who} ({self.role})"
 
 
-class Message(models.Model):
+class Message(FastLoadingModel):
     class Direction(models.TextChoices):
         IN = "in"
         OUT = "out"
@@ -316,7 +317,7 @@ def attachment_path(instance: Attachment, filename: str) -> str:
     return f"attachments/{schema}/{instance.conversation_id}/{instance.id}/{filename}"
 
 
-class Attachment(models.Model):
+class Attachment(FastLoadingModel):
     """A file in a conversation. Uploaded first (no message yet), then linked by the message
     whose content names its id; a file is linked to one message at most."""
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psycopg
 import pytest
 from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import register_tzloader
-from django.db.models import F
+from django.db.models import F, Model
+from django.db.models.signals import post_init
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -343,3 +345,59 @@ def test_an_upsert_inserts_then_overwrites_the_named_fields_of_the_row_it_meets(
         upsert(again, unique_fields=["idempotency_key"], update_fields=["reason"])
         (stored,) = CreditLedgerEntry.objects.filter(idempotency_key="u")
         assert (stored.pk, stored.reason, stored.amount) == (first.pk, "again", 5)
+
+
+def _fields(instance: Any) -> dict[str, Any]:
+    return {name: value for name, value in vars(instance).items() if name != "_state"}
+
+
+def test_a_fast_loading_model_reads_what_init_would_have_made(tenant_a) -> None:
+    with tenant_a.schema():
+        conversation = ConversationFactory.create(labels=["vip"])
+        message, _ = message_receive(
+            conversation=conversation,
+            contact=conversation.contact,
+            content={"type": "text", "text": "hello"},
+        )
+        for read in (
+            lambda: Message.objects.select_related("conversation__contact").get(pk=message.pk),
+            lambda: Message.objects.only("id", "seq", "conversation_id").get(pk=message.pk),
+        ):
+            loaded = read()
+            # The same row made the long way: Django's own from_db, through __init__.
+            field_names = [name for name in _fields(loaded) if not name.startswith("_")]
+            made = Model.from_db.__func__(  # type: ignore[attr-defined]
+                Message, "default", field_names, [getattr(loaded, n) for n in field_names]
+            )
+            assert _fields(made) == {k: v for k, v in _fields(loaded).items() if k[0] != "_"}
+            assert loaded.get_deferred_fields() == made.get_deferred_fields()
+            assert (loaded._state.adding, loaded._state.db) == (False, "default")
+        full = Message.objects.select_related("conversation__contact").get(pk=message.pk)
+        with CaptureQueriesContext(connection) as queries:
+            assert full.conversation.contact.name == conversation.contact.name
+        assert not queries.captured_queries
+        partial = Message.objects.only("id", "seq").get(pk=message.pk)
+        assert partial.content == {"type": "text", "text": "hello"}  # deferred: read on use
+        partial.is_private = True
+        partial.save(update_fields=["is_private"])  # an update, not an insert
+        assert Message.objects.get(pk=message.pk).is_private is True
+        assert Message.objects.count() == 1
+
+
+def test_a_fast_loading_model_with_an_init_receiver_is_made_through_init(tenant_a) -> None:
+    seen: list[Any] = []
+
+    def receiver(sender: Any, instance: Any, **kwargs: Any) -> None:
+        seen.append(instance)
+
+    with tenant_a.schema():
+        contact = ConversationFactory.create().contact
+        post_init.connect(receiver, sender=Contact)
+        try:
+            loaded = Contact.objects.get(pk=contact.pk)
+        finally:
+            post_init.disconnect(receiver, sender=Contact)
+        assert seen == [loaded]
+        assert seen[0] is loaded
+        Contact.objects.get(pk=contact.pk)
+    assert len(seen) == 1
