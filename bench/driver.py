@@ -257,12 +257,14 @@ async def api(spec: dict[str, Any]) -> dict[str, Any]:
     paths: list[str] = spec["paths"]
     deadline = time.perf_counter() + float(spec["duration"])
     limit = int(spec.get("count", 10**9))
+    stagger = float(spec.get("stagger", 0))
     by_name: dict[str, list[float]] = {}
     statuses: dict[str, int] = {}
     done = 0
 
     async def client(offset: int) -> None:
         nonlocal done
+        await asyncio.sleep(offset * stagger)
         i = offset
         while time.perf_counter() < deadline and done < limit:
             name, path = paths[i % len(paths)].split(" ", 1)
