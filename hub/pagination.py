@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from django.core.exceptions import ValidationError
+from django.db.models import Model, QuerySet
 from rest_framework import pagination
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -15,11 +17,34 @@ Position = tuple[Any, ...]
 
 
 class CursorPagination(pagination.CursorPagination):
-    """`{"results": [...], "next": url-or-null}`, newest first unless a view says otherwise."""
+    """`{"results": [...], "next": url-or-null}`, newest first unless a view says otherwise.
+
+    DRF filters by a cursor's position as the cursor holds it, so a cursor written by hand (a
+    word, a time zone PostgreSQL refuses, a NUL) failed the query: a 500. The position is read
+    here as the ordering's field reads a value, and one it refuses is DRF's 404 `Invalid
+    cursor`, as an undecodable cursor is."""
 
     ordering = "-created_at"
     page_size_query_param = "page_size"
     max_page_size = 200
+    _model: type[Model] | None = None
+
+    def paginate_queryset(
+        self, queryset: QuerySet[Any, Any] | Sequence[Any], request: Request, view: Any = None
+    ) -> list[Any] | None:
+        self._model = queryset.model if isinstance(queryset, QuerySet) else None
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request: Request) -> pagination.Cursor | None:
+        cursor = super().decode_cursor(request)
+        if cursor is None or cursor.position is None or self._model is None:
+            return cursor
+        field = self._model._meta.get_field(self.ordering[0].lstrip("-"))
+        try:
+            position = _field_position(field, str(cursor.position))
+        except (ValidationError, ValueError, OverflowError) as error:
+            raise NotFound(self.invalid_cursor_message) from error
+        return cursor._replace(position=position)
 
     def get_paginated_response(self, data: Any) -> Response:
         return Response({"results": data, "next": self.get_next_link()})
@@ -83,8 +108,23 @@ class KeysetCursorPagination(CursorPagination):
             return tuple(
                 _parse(kind, part) for kind, part in zip(self.key_types, parts, strict=True)
             )
-        except ValueError as error:
+        except (ValueError, OverflowError) as error:
             raise NotFound(self.invalid_cursor_message) from error
+
+
+def _field_position(field: Any, text: str) -> Any:
+    if "\x00" in text:
+        raise ValueError("PostgreSQL takes no NUL in text")
+    value = field.to_python(text)
+    field.run_validators(value)  # an integer's range, a string's length
+    return _utc(value) if isinstance(value, datetime) else value
+
+
+def _utc(moment: datetime) -> datetime:
+    # PostgreSQL refuses offsets past 15:59; in UTC the instant is the same.
+    if moment.tzinfo is None:
+        raise ValueError("a cursor's time has its offset")
+    return moment.astimezone(UTC)
 
 
 def _text(value: Any) -> str:
@@ -93,10 +133,7 @@ def _text(value: Any) -> str:
 
 def _parse(kind: type, text: str) -> Any:
     if kind is datetime:
-        moment = datetime.fromisoformat(text)
-        if moment.tzinfo is None:
-            raise ValueError("a cursor's time has its offset")
-        return moment
+        return _utc(datetime.fromisoformat(text))
     if kind is uuid.UUID:
         return uuid.UUID(text)
     if kind is int:
