@@ -41,7 +41,7 @@ class CursorPagination(pagination.CursorPagination):
             return cursor
         field = self._model._meta.get_field(self.ordering[0].lstrip("-"))
         try:
-            position = _field_position(field, str(cursor.position))
+            position: Any = _field_position(field, str(cursor.position))
         except (ValidationError, ValueError, OverflowError) as error:
             raise NotFound(self.invalid_cursor_message) from error
         return cursor._replace(position=position)
@@ -112,12 +112,13 @@ class KeysetCursorPagination(CursorPagination):
             raise NotFound(self.invalid_cursor_message) from error
 
 
-def _field_position(field: Any, text: str) -> Any:
+def _field_position(field: Any, text: str) -> str:
+    """The position as DRF writes one (text), once the field has read it."""
     if "\x00" in text:
         raise ValueError("PostgreSQL takes no NUL in text")
     value = field.to_python(text)
     field.run_validators(value)  # an integer's range, a string's length
-    return _utc(value) if isinstance(value, datetime) else value
+    return str(_utc(value) if isinstance(value, datetime) else value)
 
 
 def _utc(moment: datetime) -> datetime:
