@@ -29,7 +29,7 @@ from conversations.models import (
     Operator,
     Participant,
 )
-from hub.db import PreparedQuery, prepared_exists
+from hub.db import KeptPlanQuery, PreparedQuery, prepared_exists
 from hub.exceptions import NotFoundError
 
 
@@ -337,7 +337,7 @@ def conversation_page_for_api(
 @lru_cache(maxsize=256)
 def _conversation_page_query(
     *, reader_field: str, names: frozenset[str], unassigned: bool, size: int
-) -> PreparedQuery:
+) -> KeptPlanQuery:
     def build(
         *,
         reader_id: uuid.UUID,
@@ -356,7 +356,7 @@ def _conversation_page_query(
             )
         return conversations.order_by(F("activity_at").desc(), F("id").desc())[:size]
 
-    return PreparedQuery(build, **{name: _PAGE_VALUE_TYPES[name] for name in names})
+    return KeptPlanQuery(build, **{name: _PAGE_VALUE_TYPES[name] for name in names})
 
 
 def conversation_get_for_reader(

@@ -25,6 +25,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.db import connection as default_connection
 from django.db.models import Field, Model, QuerySet
@@ -243,10 +244,13 @@ class PreparedQuery:
             raise TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
             )
-        with connection.cursor() as cursor:
+        with self._cursor(connection) as cursor:
             cursor.execute(compiled.sql, params)
             rows = cursor.fetchall()
         return compiled.load(rows)
+
+    def _cursor(self, connection: Any) -> Any:
+        return connection.cursor()
 
     def first(self, **values: Any) -> Any:
         """The first row of `all`, or None. No order or limit is added, as `QuerySet.first`
@@ -280,6 +284,59 @@ class PreparedQuery:
             load=_loader(queryset, compiler),
         )
         return self._ready
+
+
+class KeptPlanQuery(PreparedQuery):
+    """A PreparedQuery that PostgreSQL also keeps prepared, for the queries whose planning costs
+    more than running them: a page of the API's conversation list (four tables joined and a
+    subquery per row) took 6.6 to 8 ms to plan and 1.3 ms to run (docs/performance.md, change 48).
+
+    Django binds values into the statement's text, so PostgreSQL parses and plans every
+    statement afresh; this query's statement is sent with its values apart and prepared once
+    per connection, and after five runs PostgreSQL keeps a generic plan when it costs no more
+    than the custom ones. A statement prepared in one tenant's schema is parsed again when the
+    `search_path` has changed (PostgreSQL's own rule), so it never reads another tenant's
+    tables. Only these queries: preparing every statement (`prepare_threshold`) made the
+    end-to-end stack slower (change 41). `HUB_DB_PREPARED_STATEMENTS=0` turns it off for a
+    transaction-pooling PgBouncer older than 1.21."""
+
+    def _cursor(self, connection: Any) -> Any:
+        if not settings.HUB_DB_PREPARED_STATEMENTS:
+            return super()._cursor(connection)
+        # Django's cursor on the same connection (django-tenants sets the tenant's search_path
+        # when one is made; errors and logged queries as Django wraps them), binding on the
+        # server.
+        connection.cursor().close()
+        raw = connection.connection
+        if raw.prepare_threshold is None:
+            # Django turns psycopg's prepared statements off (None), which refuses even a
+            # statement asked for; a threshold no statement reaches lets only those through.
+            raw.prepare_threshold = _ONLY_WHEN_ASKED
+        cursor = _PreparingCursor(raw)
+        cursor.logged = connection.queries_logged
+        return connection._prepare_cursor(cursor)
+
+
+_ONLY_WHEN_ASKED = 2**62
+
+
+class _PreparingCursor(psycopg.Cursor[Any]):
+    logged = False
+
+    def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
+        super().execute(query, params, prepare=True, binary=options.get("binary"))
+        if self.logged:
+            # Django's query log (tests, DEBUG) reads what ran from `_query`, which psycopg
+            # leaves empty when it runs a prepared statement: the text with its values in
+            # place, as Django logs the others.
+            text = psycopg.ClientCursor(self.connection).mogrify(query, params)
+            self._query = _Ran(text.encode())  # type: ignore[assignment]
+        return self
+
+
+@dataclass(frozen=True)
+class _Ran:
+    query: bytes
 
 
 def prepared_exists(build: Callable[..., QuerySet[Any, Any]], **kinds: type) -> Callable[..., bool]:

@@ -25,6 +25,7 @@ from channels_app.models import Channel, InboundEvent
 from conversations.models import Contact, ContactIdentity, Conversation, Message
 from conversations.services.messages import message_receive
 from hub.db import (
+    KeptPlanQuery,
     PreparedQuery,
     TimestamptzLoader,
     insert,
@@ -401,3 +402,60 @@ def test_a_fast_loading_model_with_an_init_receiver_is_made_through_init(tenant_
         assert seen[0] is loaded
         Contact.objects.get(pk=contact.pk)
     assert len(seen) == 1
+
+
+def _prepared(*fragments: str) -> list[tuple[int, int]]:
+    """(generic plans, custom plans) of this connection's prepared statements holding texts."""
+    where = " AND ".join("statement LIKE %s" for _ in fragments)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE {where}",  # noqa: S608
+            [f"%{fragment}%" for fragment in fragments],
+        )
+        return cursor.fetchall()
+
+
+def test_a_kept_plan_query_is_planned_once_and_reads_each_tenants_rows(tenant_a, tenant_b) -> None:
+    kept = KeptPlanQuery(
+        lambda external_id: (
+            ContactIdentity.objects.select_related("contact")
+            .filter(external_id=external_id, channel_kind="kept-plan")
+            .order_by("-external_id", "pk")
+        ),
+        external_id=str,
+    )
+    shape = ("conversations_contactidentity", "conversations_contact", 'external_id" DESC')
+    with tenant_a.schema():
+        in_a = ContactIdentityFactory.create(channel_kind="kept-plan", external_id="42")
+    with tenant_b.schema():
+        in_b = ContactIdentityFactory.create(channel_kind="kept-plan", external_id="42")
+    with tenant_a.schema():
+        for _ in range(7):
+            assert kept.all(external_id="42") == [in_a]
+    [(generic, _custom)] = _prepared(*shape)
+    assert generic >= 1  # PostgreSQL stopped planning it
+    # The same statement, its plan kept, in another tenant's schema: that tenant's rows.
+    with tenant_b.schema():
+        assert kept.all(external_id="42") == [in_b]
+        assert kept.all(external_id="7") == []
+    with tenant_a.schema():
+        assert kept.all(external_id="42") == [in_a]
+    assert len(_prepared(*shape)) == 1
+
+
+def test_a_kept_plan_query_is_bound_client_side_when_prepared_statements_are_off(
+    tenant_a, settings
+) -> None:
+    settings.HUB_DB_PREPARED_STATEMENTS = False
+    kept = KeptPlanQuery(
+        lambda external_id: ContactIdentity.objects.filter(
+            external_id=external_id, channel_kind="not-kept"
+        ),
+        external_id=str,
+    )
+    with tenant_a.schema():
+        identity = ContactIdentityFactory.create(channel_kind="not-kept", external_id="42")
+        before = _prepared("")
+        for _ in range(7):
+            assert kept.all(external_id="42") == [identity]
+        assert _prepared("") == before

@@ -64,6 +64,11 @@ def database_pool_configure(*, default_max_size: int) -> bool:
     return True
 
 
+# The API's list and history pages keep their statements prepared on the server (hub.db,
+# `KeptPlanQuery`). Off behind a transaction-pooling PgBouncer older than 1.21, which cannot
+# follow a prepared statement from one transaction to the next.
+HUB_DB_PREPARED_STATEMENTS = env.env_bool("HUB_DB_PREPARED_STATEMENTS", True)
+
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

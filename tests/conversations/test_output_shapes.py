@@ -272,7 +272,7 @@ def test_list_order_is_newest_activity_first_with_ids_breaking_ties(tenant_a) ->
         ({"status": "snoozed"}, "conversation_status_act_idx", "conversation_activity_idx"),
     ],
 )
-def test_the_list_is_read_in_index_order(tenant_a, filters, index, other_index) -> None:
+def test_the_list_is_read_in_index_order(tenant_a, filters, index, other_index, settings) -> None:
     """With sorting priced out, the plan must still be an index scan in the list's order: the
     indexes' expression matches the selectors' `activity_at`. Either index gives a filtered
     list its order, and which one the planner takes depends on the statistics of the moment,
@@ -281,9 +281,10 @@ def test_the_list_is_read_in_index_order(tenant_a, filters, index, other_index) 
         shown = ConversationFactory.create_batch(3)[0]
         reader = selectors.Reader(api_key_id=uuid.uuid4())
         after = (shown.created_at, shown.pk)
+        settings.HUB_DB_PREPARED_STATEMENTS = False
         with CaptureQueriesContext(connection) as queries:
             selectors.conversation_page_for_api(reader=reader, after=after, size=51, **filters)
-        # The page's query as it ran, its values in place (psycopg binds them client-side).
+        # The page's query as it ran, its values in place: bound client-side, not prepared.
         sql = queries.captured_queries[0]["sql"]
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"DROP INDEX {other_index}")
