@@ -401,14 +401,10 @@ def message_list_after(
 def message_page(*, conversation_id: uuid.UUID, after_seq: int | None, size: int) -> list[Message]:
     """Up to `size` of `message_list_after` in seq order, with their files: a history page, read
     by a query compiled once per page size (change 46, as `conversation_page_for_api`)."""
-    if after_seq is None:
-        page: list[Message] = _message_page_query(after=False, size=size).all(
-            conversation_id=conversation_id
-        )
-    else:
-        page = _message_page_query(after=True, size=size).all(
-            conversation_id=conversation_id, after_seq=after_seq
-        )
+    values: dict[str, Any] = {"conversation_id": conversation_id}
+    if after_seq is not None:
+        values["after_seq"] = after_seq
+    page: list[Message] = _message_page_query(after=after_seq is not None, size=size).all(**values)
     messages_attachments_load(page)
     return page
 
