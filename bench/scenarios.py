@@ -313,7 +313,8 @@ def end_to_end(quick: bool) -> Result:
         ]
     }
     steady = 4 if quick else 60
-    ramp = [] if quick else [100, 150, 200, 250, 300]
+    # Steps of 10/s up to 100/s, so that a machine answering 70/s does not read as 50/s.
+    ramp = [] if quick else [60, 70, 80, 90, 100, 125, 150, 175, 200, 250, 300]
     ramp_seconds = 30
     drain_cap = 10 if quick else 180
     with running(StackOptions(beat=not quick), seed=seed) as (stack, seeded):
