@@ -168,6 +168,76 @@ def test_a_model_that_refuses_temperature_is_asked_again_without_it(
     assert reply.text
 
 
+def _answer(*output: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A Responses API answer with these output items."""
+    return {
+        "id": "resp_scripted",
+        "object": "response",
+        "model": "gpt-scripted",
+        "output": list(output),
+        "usage": {"input_tokens": 40, "output_tokens": 12, "total_tokens": 52},
+        **fields,
+    }
+
+
+def _message(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "message", "role": "assistant", "content": list(parts)}
+
+
+def test_a_reply_joins_the_text_parts_of_the_answers_messages(
+    tenant_a: TenantInfo, openai_fake: FakeOpenAI
+) -> None:
+    openai_fake.provider.then(
+        RESPONSES,
+        200,
+        _answer(
+            {"type": "reasoning", "summary": []},
+            _message(
+                {"type": "output_text", "text": "Your order ", "annotations": []},
+                {"type": "refusal", "refusal": "not this part"},
+            ),
+            {"type": "function_call", "name": "lookup", "arguments": "{}"},
+            _message({"type": "output_text", "text": "ships today.", "annotations": []}),
+        ),
+    )
+    with tenant_a.schema():
+        agent = _agent()
+        reply = _reply(agent, ConversationFactory.create(llm_conversation_id="conv_known"))
+        call = LlmCall.objects.get()
+    assert reply.text == "Your order ships today."
+    assert (reply.model, reply.response_id) == ("gpt-scripted", "resp_scripted")
+    assert reply.usage == LlmUsage(input_tokens=40, output_tokens=12, total_tokens=52)
+    assert (call.outcome, call.model, call.response_id, call.total_tokens) == (
+        "ok",
+        "gpt-scripted",
+        "resp_scripted",
+        52,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"<html>Bad gateway</html>", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (_answer(usage={"input_tokens": "many"}), "counted its tokens"),
+        (_answer(_message({"type": "refusal", "refusal": "No."})), "empty reply"),
+        (_answer(output="nothing"), "empty reply"),
+    ],
+    ids=["not-json", "not-an-object", "bad-usage", "refusal-only", "output-not-a-list"],
+)
+def test_an_answer_the_hub_cannot_read_is_a_clear_error(
+    tenant_a: TenantInfo, openai_fake: FakeOpenAI, body: Any, problem: str
+) -> None:
+    openai_fake.provider.then(RESPONSES, 200, body)
+    with tenant_a.schema():
+        conversation = ConversationFactory.create(llm_conversation_id="conv_known")
+        with pytest.raises(LlmInvalidOutput, match=problem):
+            _reply(_agent(), conversation)
+        call = LlmCall.objects.get()
+    assert (call.outcome, call.error_code) == ("error", "invalid_output")
+
+
 def test_structured_output_is_parsed_into_an_object(
     tenant_a: TenantInfo, openai_fake: FakeOpenAI
 ) -> None:
