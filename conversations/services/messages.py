@@ -37,44 +37,31 @@ ERASED_CONTENT = {"type": "unsupported", "description": "erased"}
 # Taking the next seq and moving the conversation past it are two plain statements on every
 # message; through the ORM, compiling them cost more than running them (docs/performance.md).
 _CONVERSATION = Conversation._meta.db_table
-_LOCK_SEQ_SQL = f"SELECT last_seq FROM {_CONVERSATION} WHERE id = %s FOR UPDATE"  # noqa: S608
+_MESSAGES = Message._meta.db_table
+# The message a repeated `client_id` (per conversation) or `provider_message_id` (per channel)
+# names, the client id's first, for conversation `c`.
+_EXISTING = (
+    f"(SELECT m.id FROM {_MESSAGES} m"  # noqa: S608
+    " WHERE (%s <> '' AND m.conversation_id = c.id AND m.client_id = %s)"
+    " OR (%s <> '' AND m.channel_id = c.channel_id AND m.provider_message_id = %s)"
+    " ORDER BY m.client_id = %s DESC LIMIT 1)"
+)
+# The conversation's last seq, locked, and a message already stored under the same ids, in one
+# statement: nearly always there is none.
+_LOCK_SEQ_SQL = (
+    f"SELECT c.last_seq, {_EXISTING} FROM {_CONVERSATION} c"  # noqa: S608
+    " WHERE c.id = %s FOR UPDATE OF c"
+)
+_EXISTING_SQL = f"SELECT {_EXISTING} FROM {_CONVERSATION} c WHERE c.id = %s"  # noqa: S608
 _ADVANCE_SQL = (
     f"UPDATE {_CONVERSATION} SET last_seq = %s, last_message_id = %s,"  # noqa: S608
     " last_activity_at = %s, updated_at = %s WHERE id = %s"
 )
 
 
-_MESSAGES = Message._meta.db_table
-_EXISTING_SQL = (
-    f"SELECT id FROM {_MESSAGES} WHERE (%s <> '' AND conversation_id = %s"  # noqa: S608
-    " AND client_id = %s) OR (%s <> '' AND channel_id = %s AND provider_message_id = %s)"
-    " ORDER BY client_id = %s DESC LIMIT 1"
-)
-
-
-def _existing(
-    conversation: Conversation, *, client_id: str, provider_message_id: str
-) -> Message | None:
-    """The message a repeated `client_id` (per conversation) or `provider_message_id` (per
-    channel) names, the client id's first; asked in one plain statement, as nearly always
-    there is none."""
-    if not client_id and not provider_message_id:
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _EXISTING_SQL,
-            [
-                client_id,
-                conversation.pk,
-                client_id,
-                provider_message_id,
-                conversation.channel_id,
-                provider_message_id,
-                client_id,
-            ],
-        )
-        row = cursor.fetchone()
-    return Message.objects.get(pk=row[0]) if row else None
+def _ids(client_id: str, provider_message_id: str) -> list[str]:
+    """`_EXISTING`'s values."""
+    return [client_id, client_id, provider_message_id, provider_message_id, client_id]
 
 
 @transaction.atomic(savepoint=False)
@@ -102,14 +89,13 @@ def message_create(
     """
     normalised, text = content_validate(content)
     with connection.cursor() as cursor:
-        cursor.execute(_LOCK_SEQ_SQL, [conversation.pk])
+        cursor.execute(_LOCK_SEQ_SQL, [*_ids(client_id, provider_message_id), conversation.pk])
         row = cursor.fetchone()
     if row is None:
         raise Conversation.DoesNotExist(f"No conversation {conversation.pk}")
-    (last_seq,) = row
-    existing = _existing(conversation, client_id=client_id, provider_message_id=provider_message_id)
-    if existing:
-        return existing, False
+    last_seq, existing_id = row
+    if existing_id is not None:
+        return Message.objects.get(pk=existing_id), False
     now = timezone.now()
     message = Message(
         conversation=conversation,
@@ -127,13 +113,15 @@ def message_create(
         is_private=is_private,
     )
     if not insert_unless_conflict(message):
-        # The same provider id arrived for another conversation of the channel meanwhile.
-        found = _existing(
-            conversation, client_id=client_id, provider_message_id=provider_message_id
-        )
+        # The same provider id arrived for another conversation of the channel meanwhile, or
+        # the same ids were stored by a transaction this one waited for at the lock (committed
+        # after this statement's snapshot, so the first look could not see it).
+        with connection.cursor() as cursor:
+            cursor.execute(_EXISTING_SQL, [*_ids(client_id, provider_message_id), conversation.pk])
+            (found,) = cursor.fetchone()
         if found is None:
             raise IntegrityError(f"message {message.seq} of {conversation.pk} conflicts")
-        return found, False
+        return Message.objects.get(pk=found), False
     if attachment is not None:
         attachment.message = message
         attachment.save(update_fields=["message"])
