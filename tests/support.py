@@ -50,11 +50,15 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def python_output(code: str) -> str:
-    """The last line a fresh interpreter prints running `code` with the test settings ("" for
-    none); it must exit cleanly."""
+def python_output(code: str, **env: str) -> str:
+    """The last line a fresh interpreter prints running `code` with the test settings and `env`
+    ("" for none); it must exit cleanly."""
     result = subprocess.run(
-        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code],
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()

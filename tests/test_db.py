@@ -34,6 +34,7 @@ from hub.db import (
     save_fields,
     upsert,
 )
+from tests import support
 from tests.factories import ChannelFactory, ContactIdentityFactory, ConversationFactory
 
 HOUR = datetime.timedelta(hours=1)
@@ -443,19 +444,43 @@ def test_a_kept_plan_query_is_planned_once_and_reads_each_tenants_rows(tenant_a,
     assert len(_prepared(*shape)) == 1
 
 
-def test_a_kept_plan_query_is_bound_client_side_when_prepared_statements_are_off(
-    tenant_a, settings
+def test_statements_prepared_in_one_tenants_schema_read_the_next_tenants_rows(
+    tenant_a, tenant_b
 ) -> None:
-    settings.HUB_DB_PREPARED_STATEMENTS = False
-    kept = KeptPlanQuery(
-        lambda external_id: ContactIdentity.objects.filter(
-            external_id=external_id, channel_kind="not-kept"
-        ),
-        external_id=str,
-    )
     with tenant_a.schema():
-        identity = ContactIdentityFactory.create(channel_kind="not-kept", external_id="42")
-        before = _prepared("")
+        in_a = ContactIdentityFactory.create(channel_kind="prepared", external_id="42")
+    with tenant_b.schema():
+        in_b = ContactIdentityFactory.create(channel_kind="prepared", external_id="42")
+
+    def read() -> list[ContactIdentity]:
+        return list(ContactIdentity.objects.filter(channel_kind="prepared", external_id="42"))
+
+    with tenant_a.schema():
         for _ in range(7):
-            assert kept.all(external_id="42") == [identity]
-        assert _prepared("") == before
+            assert read() == [in_a]
+    [(generic, custom)] = _prepared("conversations_contactidentity", "channel_kind")
+    assert generic + custom >= 2  # prepared after five runs, run from the prepared statement
+    with tenant_b.schema():
+        assert read() == [in_b]
+    with tenant_a.schema():
+        assert read() == [in_a]
+
+
+_COUNT_PREPARED = """
+import django
+django.setup()
+from django.db import connection
+with connection.cursor() as cursor:
+    for _ in range(7):
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relpages > %s", [1])
+    cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+    print(cursor.fetchone()[0])
+"""
+
+
+@pytest.mark.parametrize(("setting", "prepared"), [("1", True), ("0", False)], ids=["on", "off"])
+def test_statements_are_prepared_unless_turned_off(setting: str, prepared: bool) -> None:
+    """`HUB_DB_PREPARED_STATEMENTS=0`, for a transaction-pooling PgBouncer older than 1.21:
+    nothing is prepared on the server."""
+    count = int(support.python_output(_COUNT_PREPARED, HUB_DB_PREPARED_STATEMENTS=setting))
+    assert (count > 0) is prepared

@@ -64,10 +64,16 @@ def database_pool_configure(*, default_max_size: int) -> bool:
     return True
 
 
-# The API's list and history pages keep their statements prepared on the server (hub.db,
-# `KeptPlanQuery`). Off behind a transaction-pooling PgBouncer older than 1.21, which cannot
-# follow a prepared statement from one transaction to the next.
+# Statements go to PostgreSQL with their values apart, and each connection prepares those it
+# runs five times: PostgreSQL parses (and, with a generic plan, plans) them once instead of on
+# every run, 7 % of its CPU and of the workers' per answered message (docs/performance.md,
+# change 53). The API's list page is prepared at once (hub.db, `KeptPlanQuery`). Off behind a
+# transaction-pooling PgBouncer older than 1.21, which cannot follow a prepared statement from
+# one transaction to the next.
 HUB_DB_PREPARED_STATEMENTS = env.env_bool("HUB_DB_PREPARED_STATEMENTS", True)
+if HUB_DB_PREPARED_STATEMENTS:
+    DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
 
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -284,7 +284,7 @@ def test_the_list_is_read_in_index_order(tenant_a, filters, index, other_index, 
         settings.HUB_DB_PREPARED_STATEMENTS = False
         with CaptureQueriesContext(connection) as queries:
             selectors.conversation_page_for_api(reader=reader, after=after, size=51, **filters)
-        # The page's query as it ran, its values in place: bound client-side, not prepared.
+        # The page's query with its values in place, as Django's query log shows it.
         sql = queries.captured_queries[0]["sql"]
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"DROP INDEX {other_index}")
