@@ -307,18 +307,12 @@ class KeptPlanQuery(PreparedQuery):
         # Django's cursor on the same connection (django-tenants sets the tenant's search_path
         # when one is made; errors and logged queries as Django wraps them), binding on the
         # server.
+        # The setting also gives every connection psycopg's `prepare_threshold` (hub.settings),
+        # without which a statement asked to be prepared is not.
         connection.cursor().close()
-        raw = connection.connection
-        if raw.prepare_threshold is None:
-            # Django turns psycopg's prepared statements off (None), which refuses even a
-            # statement asked for; a threshold no statement reaches lets only those through.
-            raw.prepare_threshold = _ONLY_WHEN_ASKED
-        cursor = _PreparingCursor(raw)
+        cursor = _PreparingCursor(connection.connection)
         cursor.logged = connection.queries_logged
         return connection._prepare_cursor(cursor)
-
-
-_ONLY_WHEN_ASKED = 2**62
 
 
 class _PreparingCursor(psycopg.Cursor[Any]):
