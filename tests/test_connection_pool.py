@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.support import child_env
+from tests.support import child_env, python_output
 
 # Run in a process of its own, whose settings have a pool when HUB_DB_POOL_MAX_SIZE says so.
 _GIVE_BACK = """
@@ -59,3 +59,35 @@ def test_a_pooled_connection_is_given_back_outside_a_transaction(
         "in a transaction": True,
         "otherwise": kept_otherwise,
     }
+
+
+_ORDER = """
+import json
+
+import django
+
+django.setup()
+from django.db import connection
+
+pool = connection.pool
+pool.open(wait=True)
+held = [pool.getconn() for _ in range(3)]
+given_back = [held_connection.info.backend_pid for held_connection in held]
+for held_connection in held:
+    pool.putconn(held_connection)
+used = []
+for _ in range(6):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        used.append(cursor.fetchone()[0])
+    connection.close()
+print(json.dumps({"given back": given_back, "used": used}))
+"""
+
+
+def test_the_pool_hands_out_the_connection_given_back_last(committed_db) -> None:
+    """One thread's work stays on one warm connection; psycopg_pool's own order would have
+    passed it round all three, each loading the catalog of every schema it is sent to."""
+    result = json.loads(python_output(_ORDER, HUB_DB_POOL_MAX_SIZE="3", HUB_DB_POOL_MIN_SIZE="3"))
+    assert len(set(result["given back"])) == 3
+    assert result["used"] == [result["given back"][-1]] * 6

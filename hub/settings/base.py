@@ -33,6 +33,9 @@ if not _database_url or not _redis_url:
     _redis_url = _redis_url or "redis://127.0.0.1:1/0"
 REDIS_URL: str = _redis_url
 
+# django-tenants' backend is built on hub.postgresql's, whose pool hands out the connection
+# given back last (docs/performance.md, change 54).
+ORIGINAL_BACKEND = "hub.postgresql"
 DATABASES = {
     "default": dj_database_url.parse(
         _database_url,

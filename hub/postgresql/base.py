@@ -1,0 +1,36 @@
+"""Django's PostgreSQL backend, with a pool that hands out the connection given back last.
+
+django-tenants builds its backend on this one (ORIGINAL_BACKEND, hub/settings/base.py).
+psycopg_pool hands its idle connections out in turn, oldest first, so under load every
+connection of a process's pool serves every tenant, and each connection's PostgreSQL backend
+loads and keeps the catalog entries of every schema it is sent to. Handed out last-in first,
+the work stays on as few connections as the process's concurrency needs, whose caches are
+already warm, and the rest idle until a burst needs them (docs/performance.md, change 54).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.backends.postgresql import base
+from psycopg_pool import ConnectionPool
+
+
+class RecentFirstPool(ConnectionPool):
+    def _get_ready_connection(self, timeout: float | None) -> Any:
+        # Called under the pool's lock. Connections are given back to the right of the deque
+        # and taken from its left: the rotation brings the latest given back to the left. The
+        # least recently used stay leftmost, where the pool shrinks from.
+        self._pool.rotate(1)
+        return super()._get_ready_connection(timeout)
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    @property
+    def pool(self) -> ConnectionPool | None:
+        pool = super().pool
+        # Django builds the pool itself, from settings, and opens it at the first connection
+        # after this: its class can still change.
+        if pool is not None and type(pool) is ConnectionPool:
+            pool.__class__ = RecentFirstPool
+        return pool
