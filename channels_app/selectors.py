@@ -12,7 +12,7 @@ from django.utils import timezone
 from channels_app.models import Channel, ChannelKind, InboundEvent
 from conversations.models import Message
 from hub.broker import broker_backlogged
-from hub.db import prepared_exists
+from hub.db import PreparedQuery, prepared_exists
 from hub.exceptions import NotFoundError
 from hub.memo import memo_get
 
@@ -31,15 +31,23 @@ def channel_get(*, channel_id: uuid.UUID | str) -> Channel:
     return channel
 
 
+# A process's first sight of a channel, on a thousand tenants (docs/performance.md, change 55).
+_WEBHOOK_CHANNEL = PreparedQuery(
+    lambda channel_token, kind: Channel.objects.filter(
+        channel_token=channel_token, kind=kind, enabled=True
+    ),
+    channel_token=str,
+    kind=str,
+)
+
+
 def channel_get_for_webhook(*, schema: str, kind: str, channel_token: str) -> Channel | None:
     """The enabled channel a provider's webhook names, in the current schema (`schema`). Read on
     every webhook, so memoised briefly: a disabled channel stops taking webhooks within
     HUB_TENANT_CACHE_SECONDS."""
     return memo_get(
         ("webhook-channel", schema, kind, channel_token),
-        lambda: Channel.objects.filter(
-            channel_token=channel_token, kind=kind, enabled=True
-        ).first(),
+        lambda: _WEBHOOK_CHANNEL.first(channel_token=channel_token, kind=kind),
     )
 
 

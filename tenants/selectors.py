@@ -5,17 +5,28 @@ from __future__ import annotations
 import hmac
 import re
 
+from hub.db import PreparedQuery
 from hub.memo import memo_forget, memo_get
 from tenants.models import ApiKey, Domain, Tenant
 
 API_KEY_PATTERN = re.compile(r"^hub_([A-Za-z0-9]{8})_[A-Za-z0-9_-]{20,}$")
 
+# A process's first sight of a tenant, on a thousand tenants (docs/performance.md, change 55).
+_TENANT_OF_SCHEMA = PreparedQuery(
+    lambda schema_name: Tenant.objects.filter(schema_name=schema_name), schema_name=str
+)
+
+
+def _tenant_of_schema(schema_name: str) -> Tenant | None:
+    # A slug is its tenant's schema name: one entry, and one read, serves both lookups.
+    return memo_get(
+        ("tenant-schema", schema_name), lambda: _TENANT_OF_SCHEMA.first(schema_name=schema_name)
+    )
+
 
 def tenant_get_by_slug(*, slug: str) -> Tenant | None:
-    return memo_get(
-        ("tenant-slug", slug),
-        lambda: Tenant.objects.filter(schema_name=slug, is_template=False).first(),
-    )
+    tenant = _tenant_of_schema(slug)
+    return None if tenant is None or tenant.is_template else tenant
 
 
 def tenant_get_by_domain(*, host: str) -> Tenant | None:
@@ -32,7 +43,6 @@ def tenant_get_by_domain(*, host: str) -> Tenant | None:
 
 def tenant_memo_forget(*, tenant: Tenant) -> None:
     """Drops what this process remembers of the tenant: its suspension shows here at once."""
-    memo_forget(("tenant-slug", tenant.schema_name))
     memo_forget(("tenant-schema", tenant.schema_name))
     for host in tenant.domains.values_list("domain", flat=True):
         memo_forget(("tenant-domain", host))
@@ -83,10 +93,7 @@ def tenant_current() -> Tenant:
 def tenant_get_by_schema(*, schema_name: str) -> Tenant:
     """The tenant of a schema, remembered like every tenant lookup (hub/memo.py): read before
     every task, and by `tenant_current` under `schema_context`."""
-    found = memo_get(
-        ("tenant-schema", schema_name),
-        lambda: Tenant.objects.filter(schema_name=schema_name).first(),
-    )
+    found = _tenant_of_schema(schema_name)
     if found is None:
         raise Tenant.DoesNotExist(f"No tenant for schema {schema_name!r}")
     return found

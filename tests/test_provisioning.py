@@ -27,7 +27,7 @@ from tenants import services
 from tenants.connection import tenant_connection
 from tenants.models import Domain, Tenant
 from tenants.schema_clone import schema_clone
-from tenants.selectors import api_key_get_for_raw_key
+from tenants.selectors import api_key_get_for_raw_key, tenant_get_by_schema, tenant_get_by_slug
 from tenants.services import InvalidSlug, TenantExists, tenant_provision
 from tests import support
 
@@ -113,6 +113,9 @@ def test_service_refuses_bad_and_duplicate_slugs(tenant_a) -> None:
 def test_template_schema_is_not_a_tenant_anyone_reaches(tenant_a, client) -> None:
     assert Tenant.objects.filter(schema_name="_template", is_template=True).exists()
     assert client.get("/t/_template/admin/").status_code == 404
+    # Its row is found by schema (one memo entry serves both lookups), never by slug.
+    assert tenant_get_by_schema(schema_name="_template").is_template
+    assert tenant_get_by_slug(slug="_template") is None
 
 
 # --- The copy of the template (tenants.schema_clone) ----------------------------------------
