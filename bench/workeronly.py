@@ -4,7 +4,7 @@ task Celery would run. Nothing of the hub's competes with it for the cores while
 load on the machine still inflates its CPU time: compare runs made minutes apart).
 
     python -m bench.workeronly [--messages 600] [--contacts 200] [--profile cprofile.out]
-                               [--without-agent] [--tenants 1]
+                               [--profile-sight first_of_tenant] [--without-agent] [--tenants 1]
 
 `HUB_BENCH_NO_HEAP_FREEZE=1` leaves out the worker's heap freeze (hub/heap.py, change 23) to
 weigh it.
@@ -16,6 +16,7 @@ ingest scenario's worker.
 its tenant as Celery runs it. The figures are also split by what the process had seen before
 each message: nothing of its tenant, the tenant but not the contact (a new conversation), or
 both; the first two apart are what a process's first sight of a tenant costs.
+`--profile-sight` profiles only the messages of one of those.
 
 Prints per answered message: the worker's CPU milliseconds (and those spent collecting
 garbage), those of the PostgreSQL backend serving it, the write-ahead log the server wrote
@@ -56,7 +57,7 @@ def _sender(body: str) -> str:
     return str(json.loads(body)["entry"][0]["changes"][0]["value"]["messages"][0]["from"])
 
 
-def _answer_all(profile: str, slugs: list[str]) -> dict[str, Any]:
+def _answer_all(profile: str, slugs: list[str], profile_sight: str) -> dict[str, Any]:
     """In the child, with the stack's environment: runs every stored event's task in turn."""
     import cProfile
     import pstats
@@ -125,10 +126,9 @@ def _answer_all(profile: str, slugs: list[str]) -> dict[str, Any]:
     warm, measured = events[:20], events[20:]
     seen: set[Any] = set()
 
-    def answer(tenant: Tenant, event_id: str, sender: str) -> str:
-        """Runs the event's task as Celery runs it (tenant-schemas-celery: under the tenant row,
-        not just its schema); whether it was the process's first sight of the tenant, else of
-        the contact (a new conversation costs more statements wherever it happens)."""
+    def sight_of(tenant: Tenant, sender: str) -> str:
+        """Whether the process's first sight of the tenant, else of the contact (a new
+        conversation costs more statements wherever it happens)."""
         sight = (
             "first_of_tenant"
             if tenant.schema_name not in seen
@@ -137,12 +137,17 @@ def _answer_all(profile: str, slugs: list[str]) -> dict[str, Any]:
             else "seen_before"
         )
         seen.update((tenant.schema_name, (tenant.schema_name, sender)))
-        with tenant_context(tenant):
-            inbound_event_process_task(event_id)
         return sight
 
+    def answer(tenant: Tenant, event_id: str) -> None:
+        """Runs the event's task as Celery runs it (tenant-schemas-celery: under the tenant row,
+        not just its schema)."""
+        with tenant_context(tenant):
+            inbound_event_process_task(event_id)
+
     for _, tenant, event_id, sender in warm:
-        answer(tenant, event_id, sender)
+        sight_of(tenant, sender)
+        answer(tenant, event_id)
     # CPU time, not wall time: waiting for PostgreSQL or the fakes is not the worker's cost.
     profiler = cProfile.Profile(time.process_time) if profile else None
     with connection.cursor() as cursor:
@@ -154,16 +159,18 @@ def _answer_all(profile: str, slugs: list[str]) -> dict[str, Any]:
     started_cpu, started = time.process_time(), time.perf_counter()
     gc_seconds[0] = 0.0
     with connection.execute_wrapper(count):
-        if profiler:
-            profiler.enable()
         for _, tenant, event_id, sender in measured:
+            sight = sight_of(tenant, sender)
+            profiled = profiler if profile_sight in ("", sight) else None
+            if profiled:
+                profiled.enable()
             cpu_before, backend_before = time.process_time(), cpu_seconds(backend)
-            sight = answer(tenant, event_id, sender)
+            answer(tenant, event_id)
             split[sight][0] += time.process_time() - cpu_before
             split[sight][1] += cpu_seconds(backend) - backend_before
             split[sight][2] += 1
-        if profiler:
-            profiler.disable()
+            if profiled:
+                profiled.disable()
     cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
     backend_cpu = cpu_seconds(backend) - started_backend
     with connection.cursor() as cursor:
@@ -213,13 +220,15 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=600)
     parser.add_argument("--contacts", type=int, default=200)
     parser.add_argument("--profile", default="", help="write cProfile statistics here")
+    parser.add_argument("--profile-sight", default="", choices=("", *SIGHTS))
     parser.add_argument("--without-agent", action="store_true", help="store, do not answer")
     parser.add_argument("--tenants", type=int, default=1)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         slugs = os.environ["HUB_BENCH_SLUGS"].split(",")
-        Path(args.child).write_text(json.dumps(_answer_all(args.profile, slugs)))
+        figures = _answer_all(args.profile, slugs, args.profile_sight)
+        Path(args.child).write_text(json.dumps(figures))
         return
     seed = {
         "groups": [
@@ -253,7 +262,17 @@ def main() -> None:
         profile = str(Path(args.profile).resolve()) if args.profile else ""
         out = stack.run_dir / "workeronly.json"
         child = subprocess.run(
-            [sys.executable, "-m", "bench.workeronly", "--child", str(out), "--profile", profile],
+            [
+                sys.executable,
+                "-m",
+                "bench.workeronly",
+                "--child",
+                str(out),
+                "--profile",
+                profile,
+                "--profile-sight",
+                args.profile_sight,
+            ],
             cwd=ROOT,
             # One connection of its own, as a prefork worker's child has, so that the backend
             # measured is the one that did the work: with a pool, a connection given back
