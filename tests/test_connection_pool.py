@@ -1,14 +1,13 @@
-"""The pooled connection a thread gives back while it waits on a model (hub/db.py)."""
+"""The pool's connections: given back while a thread waits on a model (hub/db.py), and handed
+out last given back first (hub/postgresql)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.support import child_env, python_output
+from tests.support import python_output
 
 # Run in a process of its own, whose settings have a pool when HUB_DB_POOL_MAX_SIZE says so.
 _GIVE_BACK = """
@@ -47,15 +46,8 @@ print(json.dumps(kept))
 def test_a_pooled_connection_is_given_back_outside_a_transaction(
     committed_db, pool_size: str, kept_otherwise: bool
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _GIVE_BACK],
-        env=child_env(HUB_DB_POOL_MAX_SIZE=pool_size),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+    kept = json.loads(python_output(_GIVE_BACK, HUB_DB_POOL_MAX_SIZE=pool_size))
+    assert kept == {
         "in a transaction": True,
         "otherwise": kept_otherwise,
     }
