@@ -413,7 +413,9 @@ def _worker_cpu_ms_per_reply(stack: Stack, *, since: float, replies: int) -> flo
 
 def _workers(stack: Stack) -> str:
     options = stack.options
-    return f"{options.worker_processes} x {options.worker_pool} {options.worker_concurrency}"
+    workers = f"{options.worker_processes} x {options.worker_pool} {options.worker_concurrency}"
+    shards = options.tenant_shards
+    return f"{workers}, {shards} tenant shards" if shards > 1 else workers
 
 
 # What a real model's answer time asks of the workers: each answer waits on the model for
@@ -558,7 +560,9 @@ def tenants(quick: bool) -> Result:
                 "worker_cpu_ms_per_answered": round(1000 * worker_cpu / max(1, accepted), 2),
                 "beat_cpu_s": round(cpu.get("beat", 0.0), 2),
             }
-        result.details.update(runs=runs, provision_seconds=summary_ms(provision))
+        result.details.update(
+            runs=runs, provision_seconds=summary_ms(provision), workers=_workers(stack)
+        )
         one = runs["one"]
         result.figures = {
             "tenants": count,

@@ -176,6 +176,12 @@ class StackOptions:
     worker_concurrency: int = field(
         default_factory=lambda: int(os.environ.get("HUB_BENCH_WORKER_CONCURRENCY", "4"))
     )
+    # The tenants split over this many shard queues (hub/shards.py): each worker process is
+    # then one worker per shard, of `worker_concurrency / tenant_shards` each, taking its own
+    # shard's tasks first (docs/performance.md, change 56).
+    tenant_shards: int = field(
+        default_factory=lambda: int(os.environ.get("HUB_BENCH_TENANT_SHARDS", "1"))
+    )
     # Quick runs leave beat out: they are over before its periodic jobs matter, and its start
     # would take a second of the two cores from every scenario's.
     beat: bool = True
@@ -240,6 +246,7 @@ class Stack:
             # An API client of the bench reads far more than a person's 600 a minute.
             HUB_API_RATE_PER_MINUTE="1000000",
             PYTHONUNBUFFERED="1",
+            HUB_TENANT_SHARDS=str(self.options.tenant_shards),
         )
         # The child env must never reach the machine's Redis or another suite's database.
         for name in ("CELERY_BROKER_URL", "HUB_TEST_OPENAI_API_KEY"):
@@ -361,7 +368,12 @@ class Stack:
     def _celery(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "celery", "-A", "hub", *args, "--loglevel", "WARNING"]
 
+    @property
+    def concurrency_per_worker(self) -> int:
+        return max(1, self.options.worker_concurrency // self.options.tenant_shards)
+
     def start_worker(self, index: int) -> Child:
+        shards = self.options.tenant_shards
         return _start(
             f"worker{index}",
             self._celery(
@@ -376,13 +388,15 @@ class Stack:
             dict(
                 self.env,
                 HUB_WORKER_POOL=self.options.worker_pool,
-                HUB_WORKER_CONCURRENCY=str(self.options.worker_concurrency),
+                HUB_WORKER_CONCURRENCY=str(self.concurrency_per_worker),
+                **({"HUB_WORKER_SHARD": str(index % shards)} if shards > 1 else {}),
             ),
             self.run_dir,
         )
 
     def start_workers(self) -> None:
-        self.workers = [self.start_worker(i) for i in range(self.options.worker_processes)]
+        count = self.options.worker_processes * self.options.tenant_shards
+        self.workers = [self.start_worker(i) for i in range(count)]
 
     def wait_ready(self, timeout: float = 90) -> None:
         import urllib.request
@@ -414,7 +428,7 @@ class Stack:
                 any(c.raddr and c.raddr.port == port for c in w.process().net_connections())
                 for w in self.workers
             )
-        return all(len(w.tree()) > self.options.worker_concurrency for w in self.workers)
+        return all(len(w.tree()) > self.concurrency_per_worker for w in self.workers)
 
     # --- while running --------------------------------------------------------------------
     def processes(self) -> dict[str, list[psutil.Process]]:

@@ -21,6 +21,8 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import RedisError
 
+from hub.shards import shard_queues
+
 logger = logging.getLogger(__name__)
 
 
@@ -52,25 +54,34 @@ BACKLOG_CHECK_SECONDS = 5.0
 _backlog: dict[str, float | bool] = {"read_at": float("-inf"), "backlogged": False}
 
 
-def _default_queue_length() -> int:
+def _queue_length(channel: Any, name: str) -> int:
+    try:
+        return int(channel.queue_declare(queue=name, passive=True)[1])
+    except ChannelError:  # no such queue yet: nothing was ever queued, or all was taken
+        return 0
+
+
+def _inbound_queues_length() -> int:
+    from django.conf import settings
+
     from hub.celery import app
 
     with app.pool.acquire(block=True) as connection:
         channel = connection.default_channel
-        try:
-            return int(channel.queue_declare(queue=app.conf.task_default_queue, passive=True)[1])
-        except ChannelError:  # no such queue yet: nothing was ever queued, or all was taken
-            return 0
+        return sum(
+            _queue_length(channel, name) for name in shard_queues(settings.HUB_TENANT_SHARDS)
+        )
 
 
 def broker_backlogged() -> bool:
-    """Whether tasks are waiting in the default queue, read at most every BACKLOG_CHECK_SECONDS
-    per process. False when the broker cannot be read: then nothing can be queued either."""
+    """Whether tasks are waiting in the default queue or another tenant shard's (hub/shards.py),
+    read at most every BACKLOG_CHECK_SECONDS per process. False when the broker cannot be read:
+    then nothing can be queued either."""
     now = time.monotonic()
     if now - float(_backlog["read_at"]) < BACKLOG_CHECK_SECONDS:
         return bool(_backlog["backlogged"])
     try:
-        waiting = _default_queue_length()
+        waiting = _inbound_queues_length()
     except (RedisError, OperationalError, OSError) as error:
         logger.warning("broker queue not read", extra={"error": type(error).__name__})
         waiting = 0

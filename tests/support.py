@@ -175,7 +175,9 @@ def asgi_server(
 
 
 @contextmanager
-def celery_worker(tmp_path: Path, *, pool: str = "solo", concurrency: int = 1) -> Iterator[Process]:
+def celery_worker(
+    tmp_path: Path, *, pool: str = "solo", concurrency: int = 1, **env: str
+) -> Iterator[Process]:
     worker = start_process(
         [
             sys.executable,
@@ -195,7 +197,7 @@ def celery_worker(tmp_path: Path, *, pool: str = "solo", concurrency: int = 1) -
             "--without-heartbeat",
         ],
         log_path=tmp_path / "celery.log",
-        env=child_env(),
+        env=child_env(**env),
     )
 
     def ready() -> bool:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from hub import env
+from hub.shards import DEFAULT_QUEUE, OwnShardFirst, TenantShardRouter, shard_queue, shard_queues
 
 BASE_DIR = env.BASE_DIR
 VAR_DIR = env.var_dir()
@@ -302,7 +305,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 2,
+}
 # Publishing gives up fast: a webhook with Redis down must still answer at once (the event is
 # already committed; the sweeper enqueues it later).
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
@@ -327,20 +333,40 @@ CELERY_WORKER_CONCURRENCY = env.env_int("HUB_WORKER_CONCURRENCY", 0) or None
 # each queue with work in turn. Without them, an operator's reply, an integrator's webhook or a
 # minute's periodic jobs waited behind every inbound message queued before them. Workers consume
 # every queue listed here unless given `-Q`. Tasks not named below go to the default queue.
-CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_DEFAULT_QUEUE = DEFAULT_QUEUE
+# Tenant shards (hub/shards.py): the default queue's tasks of a tenant go to one of
+# HUB_TENANT_SHARDS queues, and a worker started with HUB_WORKER_SHARD takes from that shard's
+# first, so each tenant meets a few worker processes rather than all of them. Every process,
+# web and worker, must be given the same count.
+HUB_TENANT_SHARDS = env.env_int("HUB_TENANT_SHARDS", 1)
+HUB_WORKER_SHARD = int(env.env_str("HUB_WORKER_SHARD")) if env.env_str("HUB_WORKER_SHARD") else None
+if HUB_TENANT_SHARDS < 1:
+    raise ImproperlyConfigured("HUB_TENANT_SHARDS must be 1 or more.")
+if HUB_WORKER_SHARD is not None and not 0 <= HUB_WORKER_SHARD < HUB_TENANT_SHARDS:
+    raise ImproperlyConfigured(
+        f"HUB_WORKER_SHARD must be one of 0 to {HUB_TENANT_SHARDS - 1} (HUB_TENANT_SHARDS), "
+        "or unset."
+    )
 # Each bound by its own name: a queue given none would be bound by the default queue's, and
 # every task sent there would be copied into it.
 CELERY_TASK_QUEUES = [
     Queue(name, routing_key=name)
-    for name in (CELERY_TASK_DEFAULT_QUEUE, "replies", "webhooks", "jobs")
+    for name in (*shard_queues(HUB_TENANT_SHARDS), "replies", "webhooks", "jobs")
 ]
-CELERY_TASK_ROUTES = {
-    "channels.message_deliver": {"queue": "replies"},
-    "automation.reminder_deliver": {"queue": "replies"},
-    "processing.reply_charge_settle": {"queue": "replies"},
-    "webhooks.delivery_attempt": {"queue": "webhooks"},
-    "jobs.*": {"queue": "jobs"},
-}
+CELERY_TASK_ROUTES = (
+    {
+        "channels.message_deliver": {"queue": "replies"},
+        "automation.reminder_deliver": {"queue": "replies"},
+        "processing.reply_charge_settle": {"queue": "replies"},
+        "webhooks.delivery_attempt": {"queue": "webhooks"},
+        "jobs.*": {"queue": "jobs"},
+    },
+    TenantShardRouter(count=HUB_TENANT_SHARDS),
+)
+if HUB_WORKER_SHARD is not None:
+    CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = functools.partial(
+        OwnShardFirst, own=shard_queue(HUB_WORKER_SHARD), shards=shard_queues(HUB_TENANT_SHARDS)
+    )
 
 # Providers' APIs (CONTRACT §2): tests point each at a fake server on 127.0.0.1.
 HUB_META_GRAPH_URL = env.env_str("HUB_META_GRAPH_URL", "https://graph.facebook.com/v22.0")
