@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -372,31 +373,48 @@ class Stack:
     def concurrency_per_worker(self) -> int:
         return max(1, self.options.worker_concurrency // self.options.tenant_shards)
 
+    def _celery_worker(self, name: str) -> list[str]:
+        return self._celery(
+            "worker",
+            "--hostname",
+            f"{name}-{time.monotonic_ns()}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        )
+
     def start_worker(self, index: int) -> Child:
+        """One worker, or with tenant shards one worker per shard (each taking its own first),
+        started by a shell in one session: Linux shares the CPU between sessions
+        (autogroups) before it shares it between their processes, and four sessions of workers
+        took four shares from the web processes' one (docs/performance.md, change 56). A
+        machine's workers run as one service in production, in one cgroup, for the same
+        reason."""
         shards = self.options.tenant_shards
+        if shards == 1:
+            command = self._celery_worker(f"bench{index}")
+        else:
+            nodes = " ".join(
+                f"HUB_WORKER_SHARD={shard} "
+                f"{shlex.join(self._celery_worker(f'bench{index}s{shard}'))} &"
+                for shard in range(shards)
+            )
+            # The shell waits for its workers' own shutdown when the group is stopped.
+            command = ["sh", "-c", f"{nodes} trap '' TERM INT; wait"]
         return _start(
             f"worker{index}",
-            self._celery(
-                "worker",
-                "--hostname",
-                f"bench{index}-{time.monotonic_ns()}@%h",
-                "--without-mingle",
-                "--without-gossip",
-            ),
+            command,
             # Through the settings, as production sets them (`--pool prefork` on the command
             # line would give way to the configured pool).
             dict(
                 self.env,
                 HUB_WORKER_POOL=self.options.worker_pool,
                 HUB_WORKER_CONCURRENCY=str(self.concurrency_per_worker),
-                **({"HUB_WORKER_SHARD": str(index % shards)} if shards > 1 else {}),
             ),
             self.run_dir,
         )
 
     def start_workers(self) -> None:
-        count = self.options.worker_processes * self.options.tenant_shards
-        self.workers = [self.start_worker(i) for i in range(count)]
+        self.workers = [self.start_worker(i) for i in range(self.options.worker_processes)]
 
     def wait_ready(self, timeout: float = 90) -> None:
         import urllib.request
@@ -428,7 +446,10 @@ class Stack:
                 any(c.raddr and c.raddr.port == port for c in w.process().net_connections())
                 for w in self.workers
             )
-        return all(len(w.tree()) > self.concurrency_per_worker for w in self.workers)
+        shards = self.options.tenant_shards
+        # Each worker's parent and children, and with shards the shell that started them.
+        wanted = (1 + self.concurrency_per_worker) * shards + (shards > 1)
+        return all(len(w.tree()) >= wanted for w in self.workers)
 
     # --- while running --------------------------------------------------------------------
     def processes(self) -> dict[str, list[psutil.Process]]:
