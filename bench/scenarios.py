@@ -507,6 +507,7 @@ def tenants(quick: bool) -> Result:
         ):
             cpu_before = stack.cpu_seconds()
             worker_cpu_before = stack.worker_cpu_seconds()
+            postgres_cpu_before = stack.postgres_cpu_seconds()
             out = drive(
                 stack,
                 {
@@ -542,6 +543,7 @@ def tenants(quick: bool) -> Result:
             drain = time.monotonic() - begun
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in stack.cpu_seconds().items()}
             worker_cpu = stack.worker_cpu_seconds() - worker_cpu_before
+            postgres_cpu = stack.postgres_cpu_seconds() - postgres_cpu_before
             counts = inbound_counts(stack, slugs)
             processed = counts["processed"] - processed_before.get(prefix, 0)
             processed_before[prefix] = counts["processed"]
@@ -558,6 +560,8 @@ def tenants(quick: bool) -> Result:
                 # Over the run and its drain; beat's share is the periodic jobs' dispatch.
                 "web_cpu_ms_per_webhook": round(1000 * cpu["web"] / max(1, out["sent"]), 2),
                 "worker_cpu_ms_per_answered": round(1000 * worker_cpu / max(1, accepted), 2),
+                # The web's and the workers' backends both: per webhook taken in and answered.
+                "postgres_cpu_ms_per_answered": round(1000 * postgres_cpu / max(1, accepted), 2),
                 "beat_cpu_s": round(cpu.get("beat", 0.0), 2),
             }
         result.details.update(
