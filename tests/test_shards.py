@@ -14,7 +14,13 @@ from django_tenants.utils import schema_context
 
 from hub import broker
 from hub.celery import app
-from hub.shards import STEAL_FIRST_EVERY, OwnShardFirst, shard_of_schema, shard_queues
+from hub.shards import (
+    STEAL_FIRST_EVERY,
+    OwnShardFirst,
+    shard_of_schema,
+    shard_queue,
+    shard_queues,
+)
 from jobs.models import JobRun
 from jobs.tasks import job_run_task
 from tests import support
@@ -70,9 +76,7 @@ print(json.dumps({{"published": published, "consumed": consumed}}))
 """
     out = json.loads(support.python_output(code, HUB_TENANT_SHARDS="4"))
     queue_of = {
-        schema: f"celery.{index}" if index else "celery"
-        for schema in (a, b)
-        for index in [shard_of_schema(schema_name=schema, count=4)]
+        schema: shard_queue(shard_of_schema(schema_name=schema, count=4)) for schema in (a, b)
     }
     assert out["published"] == [
         ["channels.inbound_event_process", queue_of[a]],

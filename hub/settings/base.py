@@ -339,7 +339,8 @@ CELERY_TASK_DEFAULT_QUEUE = DEFAULT_QUEUE
 # first, so each tenant meets a few worker processes rather than all of them. Every process,
 # web and worker, must be given the same count.
 HUB_TENANT_SHARDS = env.env_int("HUB_TENANT_SHARDS", 1)
-HUB_WORKER_SHARD = int(env.env_str("HUB_WORKER_SHARD")) if env.env_str("HUB_WORKER_SHARD") else None
+_worker_shard = env.env_str("HUB_WORKER_SHARD")
+HUB_WORKER_SHARD = int(_worker_shard) if _worker_shard else None
 if HUB_TENANT_SHARDS < 1:
     raise ImproperlyConfigured("HUB_TENANT_SHARDS must be 1 or more.")
 if HUB_WORKER_SHARD is not None and not 0 <= HUB_WORKER_SHARD < HUB_TENANT_SHARDS:
