@@ -1,10 +1,13 @@
 """Seeds a bench database: `python -m bench.seed '<spec json>' OUT.json` (run by `bench.stack`
 with the stack's production environment).
 
-Spec: `{"groups": [{"prefix", "count", "agent", "channels", "credits"}], "history": {"slug",
+Spec: `{"groups": [{"prefix", "count", "agent", "channels", "plain_channels", "credits"}],
+"history": {"slug",
 "conversations", "messages"}, "webchat": {"slug", "origin", "sessions"}}`. Tenants go through
 `tenant_provision` (the real provisioning path, each one timed); the API scenario's history is
 bulk-inserted (it is the data the reads are measured on, not something being measured).
+A group's `plain_channels` come after its `channels` and have no agent: their messages are
+stored, never answered (the ingest scenario's kind); each channel's `answered` says which.
 """
 
 from __future__ import annotations
@@ -44,12 +47,13 @@ def _group(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[float]]:
                 if spec.get("agent")
                 else None
             )
-            for number in range(spec.get("channels", 1)):
+            answered = spec.get("channels", 1)
+            for number in range(answered + spec.get("plain_channels", 0)):
                 phone_number_id = f"1{index:07d}{number:03d}"
                 channel = Channel.objects.create(
                     kind=ChannelKind.WHATSAPP,
                     name=f"WhatsApp {number}",
-                    agent=agent,
+                    agent=agent if number < answered else None,
                     config={
                         "phone_number_id": phone_number_id,
                         "access_token": "bench-access-token",
@@ -63,6 +67,7 @@ def _group(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[float]]:
                         "token": channel.channel_token,
                         "phone_number_id": phone_number_id,
                         "app_secret": APP_SECRET,
+                        "answered": agent is not None and number < answered,
                     }
                 )
         tenant_connection().set_schema_to_public()

@@ -103,6 +103,15 @@ def _start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child
     return Child(name, popen, log_path)
 
 
+def _stop_all(children: list[Child | None]) -> None:
+    """Signals them all at once, then waits for each: they shut down in their own time."""
+    started = [child for child in children if child is not None]
+    for child in started:
+        child.terminate()
+    for child in started:
+        child.wait_stopped()
+
+
 @functools.cache
 def _embedded_postgres() -> EmbeddedPostgres:
     """The embedded server under var/bench/pg, started once per bench process (each scenario
@@ -416,6 +425,14 @@ class Stack:
     def start_workers(self) -> None:
         self.workers = [self.start_worker(i) for i in range(self.options.worker_processes)]
 
+    def restart_hub(self) -> None:
+        """The web processes and workers stopped and started again, as a deploy does: every
+        process, and every PostgreSQL backend serving one, starts with nothing cached."""
+        _stop_all([self.web, *self.workers])
+        self.start_web()
+        self.start_workers()
+        self.wait_ready()
+
     def wait_ready(self, timeout: float = 90) -> None:
         import urllib.request
 
@@ -564,11 +581,7 @@ class Stack:
     def stop(self) -> None:
         # The hub's processes all at once (the figures are taken; each shuts down on its own
         # time), then what they used.
-        hub = [child for child in [self.web, *self.workers, self.beat] if child is not None]
-        for child in hub:
-            child.terminate()
-        for child in hub:
-            child.wait_stopped()
+        _stop_all([self.web, *self.workers, self.beat])
         if self.fakes is not None:
             self.fakes.stop()
         if self.redis is not None:
