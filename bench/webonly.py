@@ -6,7 +6,7 @@
 `--tenants N` spreads the webhooks over N tenants (one channel each), as `bench tenants` does.
 `--passes K` drives the same load K times, one after the other, into the same processes: the
 first pass pays for the processes' first sight of each tenant, the later ones show the steady
-state. Each pass gets its own figures (`--profile` records the first).
+state. Each pass gets its own figures (and with `--profile` its own stacks).
 
 Prints what the driver measured and the web processes' CPU per webhook. `--profile` records
 py-spy (GIL-holding samples, collapsed stacks) of every web worker into the run directory.
@@ -18,6 +18,8 @@ import argparse
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from bench.scenarios import drive, targets_of
@@ -42,9 +44,7 @@ def main() -> None:
         web_workers = stack.processes()["web"][1:]  # the gunicorn arbiter does no requests
         passes = []
         for index in range(args.passes):
-            passes.append(
-                _pass(stack, seeded, args, web_workers, index, profile=args.profile and not index)
-            )
+            passes.append(_pass(stack, seeded, args, web_workers, index, profile=args.profile))
         print(json.dumps(passes[0] if args.passes == 1 else passes, indent=1))
 
 
@@ -61,11 +61,14 @@ def _pass(
     postgres_before = stack.postgres_cpu_seconds()
     spies = []
     if profile:
-        spy = shutil.which("py-spy")
+        # Beside this interpreter first: a venv run by its path is not on PATH.
+        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
+            "py-spy"
+        )
         if spy is None:
             raise SystemExit("py-spy is missing: pip install -e '.[bench]'")
         for process in web_workers:
-            stacks = stack.run_dir / f"web-{process.pid}.collapsed.txt"
+            stacks = stack.run_dir / f"web-{process.pid}.pass{index}.collapsed.txt"
             command = [spy, "record", "-p", str(process.pid), "-d", str(args.seconds)]
             command += ["-r", "200", "-f", "raw", "--gil", "--nonblocking", "-o", str(stacks)]
             spies.append(
