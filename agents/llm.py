@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import enum
 import functools
 import json
 import logging
@@ -366,8 +367,12 @@ def llm_intent(*, agent: Agent | None, input_text: str, intents: Sequence[str] =
 _BREAKER_ALLOW = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
-if open_until == 0 then return 1 end
+local state = redis.call('HMGET', KEYS[1], 'open_until', 'failures')
+local open_until = tonumber(state[1] or '0')
+if open_until == 0 then
+  if state[2] then return 3 end
+  return 1
+end
 if now < open_until then return 0 end
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 2 end
 return 0
@@ -393,6 +398,20 @@ return 0
 """
 
 
+class Admission(enum.Enum):
+    """What the breaker said of a call (its `allow` script's answer)."""
+
+    REFUSED = 0
+    # Closed, with no failure counted: a success has nothing to reset, and resets nothing (one
+    # Redis round trip fewer on almost every call). A failure another process counts meanwhile
+    # stays counted until the next success that finds it.
+    CLEAN = 1
+    # Half-open: this call is the one let through.
+    PROBE = 2
+    # Closed, with failures counted since the last success (or the breaker's store unreachable).
+    COUNTED = 3
+
+
 @dataclass(frozen=True)
 class CircuitBreaker:
     """A circuit breaker shared by every process through Redis, one circuit per `scope` (here a
@@ -413,15 +432,15 @@ class CircuitBreaker:
         base = f"hub:breaker:{self.name}:{scope}"
         return [base, f"{base}:probe"]
 
-    def allow(self, scope: str) -> bool:
+    def admit(self, scope: str) -> Admission:
         try:
             script = get_redis().register_script(_BREAKER_ALLOW)
-            return bool(int(script(keys=self._keys(scope), args=[_ms(self.probe_ttl)])))
+            return Admission(int(script(keys=self._keys(scope), args=[_ms(self.probe_ttl)])))
         except redis.RedisError:
             logger.warning(
                 "circuit breaker unreachable, failing open", extra={"breaker": self.name}
             )
-            return True
+            return Admission.COUNTED
 
     def is_open(self, scope: str) -> bool:
         try:
@@ -569,6 +588,7 @@ class _CallRecord:
     api_mode: str
     schema: str = field(default_factory=lambda: tenant_connection().schema_name)
     breaker: CircuitBreaker = field(default_factory=llm_breaker)
+    admission: Admission = Admission.COUNTED
     attempts: int = 0
     usage: LlmUsage = NO_USAGE
     model: str = ""
@@ -584,7 +604,8 @@ class _CallRecord:
     def __enter__(self) -> _CallRecord:
         if not llm_configured():
             raise LlmUnavailable("not_configured", "OPENAI_API_KEY is not set.")
-        if not self.breaker.allow(self.schema):
+        self.admission = self.breaker.admit(self.schema)
+        if self.admission is Admission.REFUSED:
             self._write(outcome=LlmCall.Outcome.CIRCUIT_OPEN, error_code="circuit_open")
             raise LlmUnavailable("circuit_open", "Too many recent LLM failures for this tenant.")
         return self
@@ -628,9 +649,10 @@ class _CallRecord:
                 if not failure.transient:
                     # The request itself was refused; the service is up.
                     if closes_circuit:
-                        self.breaker.record_success(self.schema)
+                        self._close_circuit()
                     raise LlmUnavailable(failure.reason, _safe_message(error)) from error
                 self.breaker.record_failure(self.schema)
+                self.admission = Admission.COUNTED
                 retry_after = failure.retry_after
                 if (
                     retry_after is not None
@@ -647,8 +669,14 @@ class _CallRecord:
                 time.sleep(_backoff_seconds(retries, retry_after=retry_after))
                 continue
             if closes_circuit:
-                self.breaker.record_success(self.schema)
+                self._close_circuit()
             return result
+
+    def _close_circuit(self) -> None:
+        """A success: the failures counted so far no longer run in a row."""
+        if self.admission is not Admission.CLEAN:
+            self.breaker.record_success(self.schema)
+            self.admission = Admission.CLEAN
 
     def _log_failure(self, failure: _Failure, error: Exception) -> None:
         logger.warning(

@@ -382,6 +382,30 @@ def test_repeated_server_errors_open_the_circuit_for_that_tenant_only(
     assert len(openai_fake.requests) == seen + 2
 
 
+def test_a_success_between_failures_starts_the_count_again(
+    tenant_a: TenantInfo, openai_fake: FakeOpenAI, settings: Any
+) -> None:
+    """Two failures open the circuit only when they run in a row: a success between them,
+    including one that retried after a failure of its own, resets the count."""
+    settings.HUB_LLM_MAX_RETRIES = 1
+    settings.HUB_LLM_BREAKER_THRESHOLD = 3
+    settings.HUB_LLM_BACKOFF_BASE_SECONDS = 0.01
+    with tenant_a.schema():
+        agent = _agent(api_mode="chat_completions")
+        conversation = ConversationFactory.create()
+        openai_fake.fail(CHAT_COMPLETIONS, 500, times=1)
+        assert _reply(agent, conversation).text  # a failure, then its retry succeeds
+        openai_fake.fail(CHAT_COMPLETIONS, 500, times=2)
+        with pytest.raises(LlmUnavailable, match="server_error"):
+            _reply(agent, conversation)  # two failures: 2 of 3 counted
+        assert _reply(agent, conversation).text
+        openai_fake.fail(CHAT_COMPLETIONS, 500, times=2)
+        with pytest.raises(LlmUnavailable, match="server_error"):
+            _reply(agent, conversation)  # 2 of 3 again, not 4
+        assert _reply(agent, conversation).text
+    assert len(openai_fake.requests_to("/v1/chat/completions")) == 8
+
+
 def test_answers_failing_while_conversations_are_created_still_open_the_circuit(
     tenant_a: TenantInfo, openai_fake: FakeOpenAI, settings: Any
 ) -> None:
