@@ -230,32 +230,36 @@ def ingest(quick: bool) -> Result:
         result.target("accepted msgs/s", out["rate_achieved"], 500, at_most=False)
         result.target("p50 ms", out["latency"]["p50_ms"], 30)
         result.target("p99 ms", out["latency"]["p99_ms"], 150)
-        once: bool | None = (
-            counts["events"]
-            == accepted
-            == counts["processed"]
-            == counts["messages_in"]
-            == counts["distinct_ids"]
-        )
-        stored_once = (
-            counts["events"] == accepted and counts["messages_in"] == counts["distinct_ids"]
-        )
-        if counts["processed"] < accepted and stored_once:
-            # Nothing lost or doubled so far; whether exactly once is known when all is processed.
-            once = None
+        if target_processed_once(result, counts, accepted) is None:
             result.notes.append(
                 f"{accepted - counts['processed']} accepted events still queued when the wait "
                 "ended (stored, not lost): processing is slower than ingest."
             )
-        result.targets.append(
-            {
-                "name": "every accepted event processed exactly once",
-                "value": once,
-                "target": "true",
-                "met": once,
-            }
-        )
     return result
+
+
+def target_processed_once(result: Result, counts: dict[str, int], accepted: int) -> bool | None:
+    """Judges (`inbound_counts`) that every accepted webhook was stored, processed and made a
+    message exactly once; None while some wait to be processed with nothing lost or doubled."""
+    once: bool | None = (
+        counts["events"]
+        == accepted
+        == counts["processed"]
+        == counts["messages_in"]
+        == counts["distinct_ids"]
+    )
+    stored_once = counts["events"] == accepted and counts["messages_in"] == counts["distinct_ids"]
+    if counts["processed"] < accepted and stored_once:
+        once = None
+    result.targets.append(
+        {
+            "name": "every accepted event processed exactly once",
+            "value": once,
+            "target": "true",
+            "met": once,
+        }
+    )
+    return once
 
 
 # --- end-to-end --------------------------------------------------------------------------
@@ -558,14 +562,13 @@ def tenants(quick: bool) -> Result:
                     at_most=False,
                     judged=judged and not quick,
                 )
-        once = runs.ingest_once()
-        result.targets.append(
-            {
-                "name": "every accepted event processed exactly once",
-                "value": once,
-                "target": "true",
-                "met": once,
-            }
+        every_run = [*runs.ingest.values(), *runs.answered.values()]
+        target_processed_once(
+            result,
+            inbound_counts(
+                stack, [t["slug"] for group in seeded["tenants"].values() for t in group]
+            ),
+            sum(run["accepted"] for run in every_run),
         )
         result.target("provisioning s per tenant (max)", round(max(provision), 3), 2)
         result.target(
@@ -586,7 +589,6 @@ class _TenantRuns:
         self.ingest: dict[str, dict[str, Any]] = {}
         self.answered: dict[str, dict[str, Any]] = {}
         self.processed_before: dict[str, int] = {}  # per tenant group, by the runs before
-        self.ingest_accepted: dict[str, int] = {}  # per tenant group
 
     def _slugs(self, prefix: str) -> list[str]:
         return [t["slug"] for t in self.seeded["tenants"][prefix]]
@@ -656,30 +658,12 @@ class _TenantRuns:
                 "postgres_cpu_ms_per_answered": per_webhook,
             }
         else:
-            self.ingest_accepted[prefix] = self.ingest_accepted.get(prefix, 0) + accepted
             self.ingest[label] = {
                 **figures,
                 "processing_per_s": round(accepted / (out["elapsed_s"] + drain), 1),
                 "worker_cpu_ms_per_event": round(1000 * worker_cpu / max(1, accepted), 2),
                 "postgres_cpu_ms_per_event": per_webhook,
             }
-
-    def ingest_once(self) -> bool | None:
-        """Whether every webhook the runs accepted was stored, processed and made a message
-        exactly once (None while some are still being processed)."""
-        accepted = sum(self.ingest_accepted.values()) + sum(
-            run["accepted"] for run in self.answered.values()
-        )
-        counts = inbound_counts(self.stack, self._slugs("bench_one") + self._slugs("bench_many"))
-        if counts["processed"] < counts["events"]:
-            return None
-        return (
-            counts["events"]
-            == accepted
-            == counts["processed"]
-            == counts["messages_in"]
-            == counts["distinct_ids"]
-        )
 
 
 # --- api ---------------------------------------------------------------------------------
