@@ -8,6 +8,9 @@ import time
 from typing import Any
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from agents.llm import (
     LlmInvalidOutput,
@@ -404,6 +407,23 @@ def test_a_success_between_failures_starts_the_count_again(
             _reply(agent, conversation)  # 2 of 3 again, not 4
         assert _reply(agent, conversation).text
     assert len(openai_fake.requests_to("/v1/chat/completions")) == 8
+
+
+def test_with_the_breakers_redis_unreachable_calls_go_through(
+    tenant_a: TenantInfo, openai_fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The breaker fails open: its check and its reset both meet a Redis that refuses
+    connections (nothing listens on port 1), and the model is still asked and answers."""
+    unreachable = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr("agents.llm.get_redis", lambda: unreachable)
+    with tenant_a.schema():
+        agent = _agent(api_mode="chat_completions")
+        conversation = ConversationFactory.create()
+        assert _reply(agent, conversation).text
+        assert _reply(agent, conversation).text
+        outcomes = list(LlmCall.objects.values_list("outcome", flat=True))
+    assert outcomes == ["ok", "ok"]
+    assert len(openai_fake.requests_to("/v1/chat/completions")) == 2
 
 
 def test_answers_failing_while_conversations_are_created_still_open_the_circuit(
