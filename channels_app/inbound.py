@@ -184,36 +184,62 @@ def inbound_event_process(
     Idempotent: a processed event is skipped, and messages are keyed by the provider's id, so a
     task run twice (a worker killed mid-way) stores nothing twice. `stored`: gets the messages
     it stored (text ones), with their conversation, channel, agent and contact loaded.
+
+    An event that fails to apply leaves nothing of itself: its transaction is rolled back whole
+    and the attempt recorded in another. A savepoint around the applying would have kept the
+    event's lock across the failure, but cost two round trips on every event, failed or not
+    (docs/performance.md, change 59).
     """
+    failure: Exception | None = None
+    try:
+        with transaction.atomic():
+            event: InboundEvent | None = _EVENT_LOCKED.first(event_id=event_id)
+            if event is None:
+                return None
+            try:
+                _apply_event(event, [] if stored is None else stored)
+            except Exception as error:
+                failure = error
+                raise
+            event.attempts += 1
+            event.status = InboundEvent.Status.PROCESSED
+            event.processed_at = timezone.now()
+            event.error = ""
+            save_fields(event, ["attempts", "status", "processed_at", "error"])
+            return event
+    except Exception:
+        if failure is None:
+            raise
+        logger.exception("inbound event failed", extra={"event_id": str(event_id)})
+        return _record_failure(event_id=event_id, failure=failure)
+
+
+def _apply_event(event: InboundEvent, stored: list[Message]) -> None:
+    channel = event.channel
+    provider = provider_for(kind=channel.kind, config=channel.config)
+    if provider is None:
+        raise LookupError(f"no provider for {channel.kind}")
+    payload = provider.decode(body=event.body.encode())
+    for part in provider.parse(payload=payload, config=channel.config):
+        if isinstance(part, InboundMessage):
+            _apply_message(channel, part, stored)
+        else:
+            _apply_status(channel, part)
+
+
+def _record_failure(*, event_id: uuid.UUID | str, failure: Exception) -> InboundEvent | None:
+    """Counts a failed attempt on an event whose applying was rolled back. None when another
+    worker holds or has processed the event meanwhile: its own attempt is the one to count."""
     with transaction.atomic():
         event: InboundEvent | None = _EVENT_LOCKED.first(event_id=event_id)
         if event is None:
             return None
-        channel = event.channel
-        provider = provider_for(kind=channel.kind, config=channel.config)
         event.attempts += 1
-        try:
-            if provider is None:
-                raise LookupError(f"no provider for {channel.kind}")
-            payload = provider.decode(body=event.body.encode())
-            with transaction.atomic():
-                for part in provider.parse(payload=payload, config=channel.config):
-                    if isinstance(part, InboundMessage):
-                        _apply_message(channel, part, [] if stored is None else stored)
-                    else:
-                        _apply_status(channel, part)
-        except Exception as error:
-            logger.exception("inbound event failed", extra={"event_id": str(event.pk)})
-            event.error = f"{type(error).__name__}: {error}"[:2000]
-            if event.attempts >= MAX_ATTEMPTS:
-                event.status = InboundEvent.Status.FAILED
-            event.queued_at = None  # the sweep tries it again
-            save_fields(event, ["attempts", "error", "status", "queued_at"])
-            return event
-        event.status = InboundEvent.Status.PROCESSED
-        event.processed_at = timezone.now()
-        event.error = ""
-        save_fields(event, ["attempts", "status", "processed_at", "error"])
+        event.error = f"{type(failure).__name__}: {failure}"[:2000]
+        if event.attempts >= MAX_ATTEMPTS:
+            event.status = InboundEvent.Status.FAILED
+        event.queued_at = None  # the sweep tries it again
+        save_fields(event, ["attempts", "error", "status", "queued_at"])
         return event
 
 

@@ -298,3 +298,42 @@ def test_failed_status_keeps_the_providers_code_and_reason(client, tenant_a, cha
         assert failed.status == "failed"
         assert failed.error_code == "131047"
         assert "24 hours" in failed.error_message
+
+
+def test_an_event_that_fails_part_way_leaves_nothing_and_is_tried_again(
+    client, tenant_a, channel, monkeypatch
+) -> None:
+    import channels_app.inbound as inbound
+
+    payload = fixture("whatsapp_text")
+    value = payload["entry"][0]["changes"][0]["value"]
+    second = {**value["messages"][0], "id": "wamid.SECOND"}
+    value["messages"].append(second)
+    url = _url(tenant_a.slug, channel)
+    assert _post(client, url, json.dumps(payload).encode()).status_code == 200
+    received = inbound.message_receive
+
+    def fail_on_the_second(**kwargs: Any):
+        if kwargs["provider_message_id"] == "wamid.SECOND":
+            raise RuntimeError("the database went away")
+        return received(**kwargs)
+
+    monkeypatch.setattr(inbound, "message_receive", fail_on_the_second)
+    with tenant_a.schema():
+        event_id = InboundEvent.objects.get().pk
+        failed = inbound_event_process(event_id=event_id)
+        assert failed is not None
+        assert (failed.status, failed.attempts) == ("received", 1)
+        assert failed.error == "RuntimeError: the database went away"
+        # The first message, its contact and conversation went with the failed attempt.
+        assert not Message.objects.exists()
+        assert not Contact.objects.exists()
+        assert not Conversation.objects.exists()
+        monkeypatch.setattr(inbound, "message_receive", received)
+        processed = inbound_event_process(event_id=event_id)
+        assert processed is not None
+        assert (processed.status, processed.attempts, processed.error) == ("processed", 2, "")
+        assert sorted(Message.objects.values_list("provider_message_id", flat=True)) == [
+            "wamid.FAKE_INBOUND_TEXT_0001",
+            "wamid.SECOND",
+        ]

@@ -133,6 +133,24 @@ def test_a_delivered_reply_is_charged_once(tenant_a) -> None:
         assert (entry.amount, entry.reason) == (-1, "AI reply")
 
 
+def test_a_reply_delivered_after_the_credits_ran_out_is_sent_and_marked_unpaid(tenant_a) -> None:
+    with tenant_a.schema():
+        KnowledgeDocument.objects.create(title=HOURS.title, body=HOURS.body)
+        conversation = _conversation()
+        _ask(conversation, "When are you open?")
+        conversation_drain(conversation_id=conversation.pk)
+        (reply,) = _ai_replies(conversation)
+        # Spent by others between the answer and its delivery.
+        CreditBalance.objects.filter(pk=1).update(balance=0)
+        message_deliver(message_id=reply.pk)
+        reply.refresh_from_db()
+        assert reply.status == "sent"
+        charge = ReplyCharge.objects.get(message=reply)
+        assert (charge.unpaid, charge.charged_at) == (True, None)
+        assert credit_balance_get() == 0
+        assert not CreditLedgerEntry.objects.filter(message=reply.pk).exists()
+
+
 def test_100_concurrent_debits_on_50_credits(committed_db) -> None:
     """100 debits from 25 connections at once (each its own transaction): exactly 50 succeed."""
     slug = committed_db["b"].slug
