@@ -6,6 +6,10 @@ connection of a process's pool serves every tenant, and each connection's Postgr
 loads and keeps the catalog entries of every schema it is sent to. Handed out last-in first,
 the work stays on as few connections as the process's concurrency needs, whose caches are
 already warm, and the rest idle until a burst needs them (docs/performance.md, change 54).
+
+Each connection also carries the `search_path` its session has, as far as the hub knows
+(hub.postgresql.tenants): the pool forgets it when it rolls back a connection given back inside
+a transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +17,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.backends.postgresql import base
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
+
+
+def session_search_path(session: Any) -> list[str] | None:
+    """The schemas a psycopg connection's session searches, as last set by the hub, or None
+    when unknown."""
+    return getattr(session, "hub_search_path", None)
+
+
+def session_search_path_forget(session: Any) -> None:
+    if session is not None:
+        session.hub_search_path = None
 
 
 class RecentFirstPool(ConnectionPool):
@@ -23,6 +39,11 @@ class RecentFirstPool(ConnectionPool):
         # least recently used stay leftmost, where the pool shrinks from.
         self._pool.rotate(1)
         return super()._get_ready_connection(timeout)
+
+    def _reset_connection(self, conn: Any) -> None:
+        if conn.pgconn.transaction_status != TransactionStatus.IDLE:
+            session_search_path_forget(conn)  # the rollback that follows may undo a SET
+        super()._reset_connection(conn)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

@@ -36,13 +36,14 @@ if not _database_url or not _redis_url:
     _redis_url = _redis_url or "redis://127.0.0.1:1/0"
 REDIS_URL: str = _redis_url
 
-# django-tenants' backend is built on hub.postgresql's, whose pool hands out the connection
-# given back last (docs/performance.md, change 54).
+# django-tenants' backend, sending `SET search_path` only when a session has another path
+# (hub.postgresql.tenants), built on hub.postgresql's, whose pool hands out the connection
+# given back last (docs/performance.md, changes 54 and 60).
 ORIGINAL_BACKEND = "hub.postgresql"
 DATABASES = {
     "default": dj_database_url.parse(
         _database_url,
-        engine="django_tenants.postgresql_backend",
+        engine="hub.postgresql.tenants",
         conn_max_age=env.env_int("HUB_DB_CONN_MAX_AGE", 0),
         conn_health_checks=True,
     )
