@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 
 from agents.models import Agent, LlmCall
 from conversations.models import Conversation
@@ -689,9 +689,13 @@ class _CallRecord:
     def _write(self, *, outcome: str, error_code: str) -> None:
         if self.schema == "public":
             return  # LlmCall lives in tenant schemas; a platform-level call keeps no record.
+        # In a caller's transaction a savepoint, so that a failed insert does not poison it.
+        # Outside one (a reply's model call, change 43) the insert is a statement of its own: a
+        # transaction would add a BEGIN and a COMMIT, two round trips on every model call
+        # (docs/performance.md, change 61).
+        guard = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
         try:
-            # A savepoint: a failed insert must not poison the caller's transaction.
-            with transaction.atomic():
+            with guard:
                 call = LlmCall(
                     agent=self.agent,
                     conversation_id=self.conversation_id,

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import redis
+from django.db import connection
+from django_tenants.utils import schema_context
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -23,7 +25,7 @@ from agents.llm import (
     llm_structured,
 )
 from agents.models import Agent, LlmCall
-from conversations.models import Conversation
+from conversations.models import Conversation, Participant
 from tests.conftest import TenantInfo
 from tests.factories import AgentFactory, ConversationFactory
 from tests.fake_openai import CHAT_COMPLETIONS, CONVERSATIONS, RESPONSES, FakeOpenAI
@@ -538,3 +540,44 @@ def test_without_a_key_the_llm_is_not_configured(
         assert not LlmCall.objects.exists()
     assert raised.value.reason == "not_configured"
     assert openai_fake.requests == []
+
+
+def test_a_call_record_that_cannot_be_written_leaves_the_callers_transaction_usable(
+    tenant_a: TenantInfo, openai_fake: FakeOpenAI
+) -> None:
+    with tenant_a.schema():
+        agent = _agent()
+        conversation = ConversationFactory.create()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "ALTER TABLE agents_llmcall ADD CONSTRAINT refused CHECK (false) NOT VALID"
+            )
+        assert _reply(agent, conversation).text
+        # The test's own transaction, the caller's here, goes on.
+        assert Conversation.objects.filter(pk=conversation.pk).exists()
+        assert not LlmCall.objects.exists()
+
+
+def test_outside_a_transaction_a_call_is_recorded_and_a_failed_record_is_harmless(
+    committed_db: dict[str, TenantInfo], openai_fake: FakeOpenAI
+) -> None:
+    with schema_context(committed_db["a"].slug):
+        agent = _agent()
+        gone = _agent()
+        conversation = ConversationFactory.create()
+        try:
+            assert not connection.in_atomic_block
+            assert _reply(agent, conversation).text
+            (call,) = LlmCall.objects.filter(conversation_id=conversation.pk)
+            assert (call.agent_id, call.outcome) == (agent.pk, "ok")
+            # A record naming an agent deleted meanwhile breaks its foreign key.
+            Agent.objects.filter(pk=gone.pk).delete()
+            assert _reply(gone, conversation).text
+            assert LlmCall.objects.filter(conversation_id=conversation.pk).count() == 1
+        finally:
+            LlmCall.objects.filter(conversation_id=conversation.pk).delete()
+            Participant.objects.filter(conversation=conversation).delete()
+            conversation.delete()
+            conversation.contact.delete()
+            conversation.channel.delete()
+            agent.delete()
