@@ -298,8 +298,7 @@ class KeptPlanQuery(PreparedQuery):
     `search_path` has changed (PostgreSQL's own rule), so it never reads another tenant's
     tables. Every other statement is prepared after five runs on a connection (change 53);
     these are prepared on the first, as each run saves milliseconds.
-    `HUB_DB_PREPARED_STATEMENTS=0` turns both off for a transaction-pooling PgBouncer older
-    than 1.21."""
+    `HUB_DB_PREPARED_STATEMENTS=0` turns both off for a pooler that cannot follow them."""
 
     def _cursor(self, connection: Any) -> Any:
         if not settings.HUB_DB_PREPARED_STATEMENTS:

@@ -75,8 +75,8 @@ def database_pool_configure(*, default_max_size: int) -> bool:
 # runs five times: PostgreSQL parses (and, with a generic plan, plans) them once instead of on
 # every run, 7 % of its CPU and of the workers' per answered message (docs/performance.md,
 # change 53). The API's list page is prepared at once (hub.db, `KeptPlanQuery`). Off behind a
-# transaction-pooling PgBouncer older than 1.21, which cannot follow a prepared statement from
-# one transaction to the next.
+# pooler that cannot follow a prepared statement (the tenants' `search_path` already needs a
+# pooler to keep sessions: README).
 HUB_DB_PREPARED_STATEMENTS = env.env_bool("HUB_DB_PREPARED_STATEMENTS", True)
 if HUB_DB_PREPARED_STATEMENTS:
     DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
