@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from billing.models import CreditBalance, CreditLedgerEntry
 from billing.selectors import credit_balance_get, credit_reply_price
-from billing.services import credit_add, credit_debit
+from billing.services import InsufficientCredits, credit_add, credit_debit
 from channels_app.models import Channel, ChannelKind
 from conversations.models import Contact, Conversation, Message
 from conversations.services.messages import message_receive, message_send
@@ -111,6 +111,26 @@ def test_a_callers_key_never_collides_with_the_hubs_own(tenant_a) -> None:
         debit = credit_debit(amount=3, reason="AI reply", idempotency_key=f"reply:{message_id}")
         assert debit.amount == -3
         assert credit_balance_get() == before - 3
+
+
+def test_a_repeated_debit_is_the_first_one_even_once_the_credits_ran_short(tenant_a) -> None:
+    with tenant_a.schema():
+        CreditBalance.objects.filter(pk=1).update(balance=20)
+        first = credit_debit(amount=6, reason="usage", idempotency_key="order-1")
+        assert (first.amount, first.balance_after) == (-6, 14)
+        assert credit_debit(amount=6, reason="usage", idempotency_key="order-1").pk == first.pk
+        assert credit_balance_get() == 14
+        credit_debit(amount=10, reason="usage", idempotency_key="order-2")
+        # Four left, fewer than asked: a repeat is still the first debit, not a shortfall.
+        with pytest.raises(InsufficientCredits):
+            credit_debit(amount=6, reason="usage", idempotency_key="order-3")
+        assert credit_debit(amount=6, reason="usage", idempotency_key="order-1").pk == first.pk
+        assert credit_balance_get() == 4
+        assert sorted(
+            CreditLedgerEntry.objects.filter(idempotency_key__startswith="order-").values_list(
+                "idempotency_key", flat=True
+            )
+        ) == ["order-1", "order-2"]
 
 
 def test_ordinary_revoked_and_missing_keys_may_not_add_credits(tenant_a) -> None:
