@@ -10,15 +10,31 @@ already warm, and the rest idle until a burst needs them (docs/performance.md, c
 Each connection also carries the `search_path` its session has, as far as the hub knows
 (hub.postgresql.tenants): the pool forgets it when it rolls back a connection given back inside
 a transaction.
+
+A connection that began a statement less than `HEALTH_CHECK_AFTER_IDLE_SECONDS` ago is handed
+to the next request or task unchecked. The check (the pool's empty query, or Django's
+`SELECT 1` with a persistent connection) was a round trip on every webhook and every task, for
+connections that were busy a moment before (docs/performance.md, change 63). A connection that
+failed meanwhile is dropped on its failure, as before; only one whose server went away within
+that second is handed out unchecked, and the request or task it serves fails as it would have
+a moment earlier.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.db.backends.postgresql import base
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
+
+HEALTH_CHECK_AFTER_IDLE_SECONDS = 1.0
+
+
+def _recently_used(session: Any) -> bool:
+    used = getattr(session, "hub_used_at", None)
+    return used is not None and time.monotonic() - used < HEALTH_CHECK_AFTER_IDLE_SECONDS
 
 
 def session_search_path(session: Any) -> list[str] | None:
@@ -40,6 +56,10 @@ class RecentFirstPool(ConnectionPool):
         self._pool.rotate(1)
         return super()._get_ready_connection(timeout)
 
+    def _check_connection(self, conn: Any) -> None:
+        if not _recently_used(conn):
+            super()._check_connection(conn)
+
     def _reset_connection(self, conn: Any) -> None:
         if conn.pgconn.transaction_status != TransactionStatus.IDLE:
             session_search_path_forget(conn)  # the rollback that follows may undo a SET
@@ -55,3 +75,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if pool is not None and type(pool) is ConnectionPool:
             pool.__class__ = RecentFirstPool
         return pool
+
+    def _cursor(self, name: str | None = None) -> Any:
+        cursor = super()._cursor(name)  # type: ignore[misc]  # not in django-stubs
+        self.connection.hub_used_at = time.monotonic()
+        return cursor
+
+    def close_if_health_check_failed(self) -> None:
+        # Once per request or task, as Django checks: skipped now, not asked again later in it.
+        if self.connection is not None and _recently_used(self.connection):
+            self.health_check_done = True
+            return
+        super().close_if_health_check_failed()
