@@ -40,11 +40,13 @@ def _commit() -> str:
     return f"{commit}{'+dirty' if dirty else ''}"
 
 
-def _write(result: Result, *, quick: bool, seconds: float, load_before: list[float]) -> Path:
+def _write(
+    result: Result, *, commit: str, quick: bool, seconds: float, load_before: list[float]
+) -> Path:
     document: dict[str, Any] = {
         "scenario": result.scenario,
         "quick": quick,
-        "commit": _commit(),
+        "commit": commit,
         "cores": os.cpu_count(),
         "machine": platform.platform(),
         "python": platform.python_version(),
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    # Read before the first result is written: each one written makes the tree dirty.
+    commit = _commit()
     rows: list[tuple[str, dict[str, Any], list[float]]] = []
     failed = []
     for name in names:
@@ -103,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(name)
             continue
         path = _write(
-            result, quick=options.quick, seconds=time.monotonic() - started, load_before=load_before
+            result,
+            commit=commit,
+            quick=options.quick,
+            seconds=time.monotonic() - started,
+            load_before=load_before,
         )
         print(
             f"bench: {name} done in {time.monotonic() - started:.0f}s -> {path.relative_to(ROOT)}",
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows += [(name, target, load_average()) for target in result.targets]
     print(_table(rows))
-    print(f"cores: {os.cpu_count()}  commit: {_commit()}")
+    print(f"cores: {os.cpu_count()}  commit: {commit}")
     if failed:
         print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
         return 1
