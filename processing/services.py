@@ -32,7 +32,7 @@ from channels_app.delivery import message_deliver_enqueue, message_deliver_or_re
 from channels_app.providers.base import content_as_text
 from conversations.models import Conversation, Message
 from conversations.services.messages import message_send
-from hub.db import PreparedQuery, insert_unless_conflict, save_fields
+from hub.db import insert_unless_conflict
 from processing.context import ConversationContext, context_prepare, context_use
 from processing.handlers import HANDLERS, MODEL_HANDLERS, HandlerContext, HandlerResult
 from processing.handlers.answer import HANDOFF_TEXT
@@ -417,21 +417,12 @@ def reply_deliver(*, reply: Message) -> None:
 @transaction.atomic
 def reply_charge_settle(*, message_id: uuid.UUID | str) -> ReplyCharge | None:
     """Charges a delivered AI reply, once (the ledger is idempotent by the reply's id)."""
-    charge = (
-        ReplyCharge.objects.select_for_update()
-        .select_related("message")
-        .filter(message_id=message_id)
-        .first()
-    )
+    charge = ReplyCharge.objects.select_related("message").filter(message_id=message_id).first()
     if charge is None or charge.message.status not in DELIVERED_STATUSES:
         return charge
-    return _charge(charge)
-
-
-_CHARGE_LOCKED = PreparedQuery(
-    lambda message_id: ReplyCharge.objects.select_for_update().filter(message_id=message_id),
-    message_id=uuid.UUID,
-)
+    if _charge(message_id=charge.message_id):
+        charge.refresh_from_db(fields=["charged_at", "unpaid"])
+    return charge
 
 
 def reply_charge_on_sent(message: Message) -> None:
@@ -439,21 +430,29 @@ def reply_charge_on_sent(message: Message) -> None:
     reached its provider is charged in the transaction that records it, so a reply is never
     recorded sent without its debit, nor debited twice. A reply without a charge (a fallback,
     a handoff notice) is free. Replies left uncharged some other way are found by the sweep."""
-    if message.sender_type != Message.SenderType.AI:
-        return
-    charge: ReplyCharge | None = _CHARGE_LOCKED.first(message_id=message.pk)
-    if charge is not None:
-        _charge(charge)
+    if message.sender_type == Message.SenderType.AI:
+        _charge(message_id=message.pk)
 
 
-def _charge(charge: ReplyCharge) -> ReplyCharge:
-    """Debits a locked charge of a delivered reply, unless done (or found unpayable) before."""
-    message_id = charge.message_id
-    if charge.charged_at or charge.unpaid:
-        return charge
+# Takes a delivered reply's charge in one statement: the row locked and marked charged, unless
+# it was charged or found unpayable before (a lock and an update, two round trips, before).
+_CHARGE_TAKE_SQL = (
+    "UPDATE processing_replycharge SET charged_at = %s"
+    " WHERE message_id = %s AND charged_at IS NULL AND NOT unpaid RETURNING amount"
+)
+
+
+def _charge(*, message_id: uuid.UUID) -> bool:
+    """Debits the charge of a delivered reply in the caller's transaction, unless done (or found
+    unpayable) before. Returns whether there was one to take."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CHARGE_TAKE_SQL, [timezone.now(), message_id])
+        row = cursor.fetchone()
+    if row is None:
+        return False
     try:
         credit_debit(
-            amount=charge.amount,
+            amount=row[0],
             reason="AI reply",
             idempotency_key=f"reply:{message_id}",
             message_id=message_id,
@@ -462,12 +461,8 @@ def _charge(charge: ReplyCharge) -> ReplyCharge:
         logger.warning(
             "a delivered reply could not be charged", extra={"message_id": str(message_id)}
         )
-        charge.unpaid = True
-        save_fields(charge, ["unpaid"])
-        return charge
-    charge.charged_at = timezone.now()
-    save_fields(charge, ["charged_at"])
-    return charge
+        ReplyCharge.objects.filter(message_id=message_id).update(charged_at=None, unpaid=True)
+    return True
 
 
 def conversations_with_unprocessed_messages() -> list[uuid.UUID]:

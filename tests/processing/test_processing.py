@@ -133,6 +133,42 @@ def test_a_delivered_reply_is_charged_once(tenant_a) -> None:
         assert (entry.amount, entry.reason) == (-1, "AI reply")
 
 
+def test_the_sweep_charges_a_delivered_reply_its_delivery_left_uncharged_once(tenant_a) -> None:
+    with tenant_a.schema():
+        KnowledgeDocument.objects.create(title=HOURS.title, body=HOURS.body)
+        before = credit_balance_get()
+        conversation = _conversation()
+        _ask(conversation, "When are you open?")
+        conversation_drain(conversation_id=conversation.pk)
+        (reply,) = _ai_replies(conversation)
+        # Recorded sent by a path that ran no delivery hook (a worker died between the two).
+        Message.objects.filter(pk=reply.pk).update(status=Message.Status.SENT)
+        charge = reply_charge_settle(message_id=reply.pk)
+        assert charge is not None
+        assert charge.charged_at is not None
+        assert not charge.unpaid
+        again = reply_charge_settle(message_id=reply.pk)
+        assert again is not None
+        assert again.charged_at == charge.charged_at
+        assert credit_balance_get() == before - 1
+
+
+def test_a_reply_found_unpayable_stays_unpaid_when_credits_come_back(tenant_a) -> None:
+    with tenant_a.schema():
+        KnowledgeDocument.objects.create(title=HOURS.title, body=HOURS.body)
+        conversation = _conversation()
+        _ask(conversation, "When are you open?")
+        conversation_drain(conversation_id=conversation.pk)
+        (reply,) = _ai_replies(conversation)
+        CreditBalance.objects.filter(pk=1).update(balance=0)
+        message_deliver(message_id=reply.pk)
+        CreditBalance.objects.filter(pk=1).update(balance=10)
+        charge = reply_charge_settle(message_id=reply.pk)
+        assert charge is not None
+        assert (charge.unpaid, charge.charged_at) == (True, None)
+        assert credit_balance_get() == 10
+
+
 def test_a_reply_delivered_after_the_credits_ran_out_is_sent_and_marked_unpaid(tenant_a) -> None:
     with tenant_a.schema():
         KnowledgeDocument.objects.create(title=HOURS.title, body=HOURS.body)
