@@ -15,6 +15,8 @@ from automation.models import AssessmentFlow, AssessmentRun, CsatRating, Reminde
 from conversations.models import Conversation
 from hub.db import PreparedQuery, prepared_exists
 from hub.exceptions import NotFoundError
+from hub.memo import memo_changed, memo_forget, memo_get
+from tenants.connection import tenant_connection
 from tenants.selectors import tenant_current
 
 # A run untouched this long is over: the contact's next message starts afresh.
@@ -85,10 +87,29 @@ _ACTIVE_RUN = PreparedQuery(
 )
 
 
+def _flows_key() -> tuple[str, str]:
+    return ("automation", f"{tenant_connection().schema_name}:flows")
+
+
+def _flows_defined() -> bool:
+    """Whether the tenant has defined a questionnaire: remembered per process and schema
+    (hub/memo.py), forgotten when a flow is written (automation/apps.py)."""
+    return memo_get(_flows_key(), AssessmentFlow.objects.exists)
+
+
+def assessment_flows_memo_forget(**_: Any) -> None:
+    """Signal receiver: a flow of the current schema was written."""
+    memo_forget(_flows_key())
+    memo_changed()
+
+
 def conversation_sticky_handler(*, conversation_id: uuid.UUID | str) -> str | None:
     """The handler that owns the conversation's next message whatever routing would say: a
     questionnaire in progress takes the contact's replies as its answers. For routing, on
-    every message: one id at most, by a query compiled once (hub.db.PreparedQuery)."""
+    every message: one id at most, by a query compiled once (hub.db.PreparedQuery), and none
+    in a tenant without flows, where no run can be (a flow with runs cannot be deleted)."""
+    if not _flows_defined():
+        return None
     if _ACTIVE_RUN.all(conversation_id=conversation_id, since=timezone.now() - ASSESSMENT_IDLE):
         return "assessment"
     return None

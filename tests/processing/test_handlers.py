@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.models import Agent, LlmCall
 from automation.models import AssessmentFlow, AssessmentRun, CsatRating, Reminder, Task
-from automation.services import reminders_deliver_due
+from automation.selectors import conversation_sticky_handler
+from automation.services import assessment_start, reminders_deliver_due
 from channels_app.models import Channel, ChannelKind
 from conversations.models import Contact, Conversation, Message
 from conversations.services.messages import message_receive, message_send
@@ -632,6 +634,25 @@ def test_an_assessment_asks_validates_and_stores_the_results(tenant_a) -> None:
         assert conversation.status == "pending"
         assert not conversation.ai_active
         assert not ReplyCharge.objects.filter(message__conversation=conversation).exists()
+
+
+def test_a_tenant_without_flows_is_not_asked_for_runs_and_a_new_flow_counts_at_once(
+    tenant_a, tenant_b, memo_clock
+) -> None:
+    """Routing asks on every message whether a questionnaire owns it; a tenant that defined none
+    can have no run, and is not asked once the memo knows (hub/memo.py), per tenant."""
+    with tenant_b.schema():
+        AssessmentFlow.objects.create(key="plan", name="Plan", definition=DEFINITION)
+        assert conversation_sticky_handler(conversation_id=_conversation().pk) is None
+    with tenant_a.schema():
+        conversation = _conversation()
+        assert conversation_sticky_handler(conversation_id=conversation.pk) is None
+        with CaptureQueriesContext(connection) as queries:
+            assert conversation_sticky_handler(conversation_id=conversation.pk) is None
+        assert queries.captured_queries == []
+        flow = AssessmentFlow.objects.create(key="plan", name="Plan", definition=DEFINITION)
+        assessment_start(flow=flow, conversation=conversation, message=_say(conversation, "go"))
+        assert conversation_sticky_handler(conversation_id=conversation.pk) == "assessment"
 
 
 def test_an_assessment_can_be_stopped_and_a_choice_given_by_number(tenant_a) -> None:
