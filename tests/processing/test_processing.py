@@ -49,6 +49,16 @@ def _ai_replies(conversation: Conversation) -> list[Message]:
     return list(Message.objects.filter(conversation=conversation, sender_type="ai").order_by("seq"))
 
 
+def _hours_answered() -> Message:
+    """The AI's one reply to a question its knowledge answers (opening hours)."""
+    KnowledgeDocument.objects.create(title=HOURS.title, body=HOURS.body)
+    conversation = _conversation()
+    _ask(conversation, "When are you open?")
+    conversation_drain(conversation_id=conversation.pk)
+    (reply,) = _ai_replies(conversation)
+    return reply
+
+
 def test_the_offline_responder_answers_from_a_document_with_its_source(tenant_a) -> None:
     with tenant_a.schema():
         KnowledgeDocument.objects.create(
@@ -116,12 +126,8 @@ def test_no_credits_means_no_answer_and_a_handoff(tenant_a) -> None:
 
 def test_a_delivered_reply_is_charged_once(tenant_a) -> None:
     with tenant_a.schema():
-        KnowledgeDocument.objects.create(title=HOURS.title, body=HOURS.body)
         before = credit_balance_get()
-        conversation = _conversation()
-        _ask(conversation, "When are you open?")
-        conversation_drain(conversation_id=conversation.pk)
-        (reply,) = _ai_replies(conversation)
+        reply = _hours_answered()
         undelivered = reply_charge_settle(message_id=reply.pk)
         assert undelivered is not None
         assert undelivered.charged_at is None  # not delivered yet
@@ -135,12 +141,8 @@ def test_a_delivered_reply_is_charged_once(tenant_a) -> None:
 
 def test_the_sweep_charges_a_delivered_reply_its_delivery_left_uncharged_once(tenant_a) -> None:
     with tenant_a.schema():
-        KnowledgeDocument.objects.create(title=HOURS.title, body=HOURS.body)
         before = credit_balance_get()
-        conversation = _conversation()
-        _ask(conversation, "When are you open?")
-        conversation_drain(conversation_id=conversation.pk)
-        (reply,) = _ai_replies(conversation)
+        reply = _hours_answered()
         # Recorded sent by a path that ran no delivery hook (a worker died between the two).
         Message.objects.filter(pk=reply.pk).update(status=Message.Status.SENT)
         charge = reply_charge_settle(message_id=reply.pk)
@@ -155,11 +157,7 @@ def test_the_sweep_charges_a_delivered_reply_its_delivery_left_uncharged_once(te
 
 def test_a_reply_found_unpayable_stays_unpaid_when_credits_come_back(tenant_a) -> None:
     with tenant_a.schema():
-        KnowledgeDocument.objects.create(title=HOURS.title, body=HOURS.body)
-        conversation = _conversation()
-        _ask(conversation, "When are you open?")
-        conversation_drain(conversation_id=conversation.pk)
-        (reply,) = _ai_replies(conversation)
+        reply = _hours_answered()
         CreditBalance.objects.filter(pk=1).update(balance=0)
         message_deliver(message_id=reply.pk)
         CreditBalance.objects.filter(pk=1).update(balance=10)
@@ -171,11 +169,7 @@ def test_a_reply_found_unpayable_stays_unpaid_when_credits_come_back(tenant_a) -
 
 def test_a_reply_delivered_after_the_credits_ran_out_is_sent_and_marked_unpaid(tenant_a) -> None:
     with tenant_a.schema():
-        KnowledgeDocument.objects.create(title=HOURS.title, body=HOURS.body)
-        conversation = _conversation()
-        _ask(conversation, "When are you open?")
-        conversation_drain(conversation_id=conversation.pk)
-        (reply,) = _ai_replies(conversation)
+        reply = _hours_answered()
         # Spent by others between the answer and its delivery.
         CreditBalance.objects.filter(pk=1).update(balance=0)
         message_deliver(message_id=reply.pk)
